@@ -1,0 +1,31 @@
+// Entry point of the tsbhyve addon: each native module adds its exports here.
+#include <napi.h>
+
+#include "version.h"
+
+namespace tsbhyve {
+
+static Napi::Value Version(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object v = Napi::Object::New(env);
+  v.Set("addon", Napi::String::New(env, kAddonVersion));
+  v.Set("napi", Napi::Number::New(env, NAPI_VERSION));
+#if defined(__linux__)
+  v.Set("backend", Napi::String::New(env, "kvm"));
+#elif defined(__FreeBSD__)
+  v.Set("backend", Napi::String::New(env, "vmm"));
+#else
+  v.Set("backend", Napi::String::New(env, "none"));
+#endif
+  return v;
+}
+
+Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
+  exports.Set("version", Napi::Function::New(env, Version, "version"));
+  return exports;
+}
+
+}  // namespace tsbhyve
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) { return tsbhyve::InitAddon(env, exports); }
+NODE_API_MODULE(tsbhyve, Init)
