@@ -1,0 +1,60 @@
+// The PCI device emulations this build knows, by their `-s` name, in the order `-s help` lists them
+// (bhyve's amd64 linker-set order). Adding a device = one folder in devices/ plus one entry here.
+import { ahciCdLegacyConfig, ahciHdLegacyConfig, ahciLegacyConfig } from './ahci/config.js';
+import { blockLegacyConfig } from './block/config.js';
+import { amdHostbridgeLegacyConfig } from './hostbridge/config.js';
+import { genericLegacyConfig, type LegacyConfigParser } from './legacy-config.js';
+import { netLegacyConfig } from './net/config.js';
+import { nvmeLegacyConfig } from './nvme/config.js';
+import { passthruLegacyConfig } from './passthru/config.js';
+import { uartLegacyConfig } from './uart/config.js';
+import { virtio9pLegacyConfig } from './virtio-9p/config.js';
+import { virtioConsoleLegacyConfig } from './virtio-console/config.js';
+import { virtioInputLegacyConfig } from './virtio-input/config.js';
+import { virtioScsiLegacyConfig } from './virtio-scsi/config.js';
+import { xhciLegacyConfig } from './xhci/config.js';
+
+export interface PciEmulation {
+  /** the name given to `-s` */
+  readonly name: string;
+  /** for alias names (ahci-hd, ahci-cd, amd_hostbridge): the emulation stored as `device` */
+  readonly alias?: string;
+  /** turns the legacy option string into keys under pci.B.S.F */
+  readonly legacyConfig: LegacyConfigParser;
+}
+
+const emulations: readonly PciEmulation[] = [
+  { name: 'hostbridge', legacyConfig: genericLegacyConfig },
+  { name: 'amd_hostbridge', alias: 'hostbridge', legacyConfig: amdHostbridgeLegacyConfig },
+  { name: 'lpc', legacyConfig: genericLegacyConfig },
+  { name: 'ahci', legacyConfig: ahciLegacyConfig },
+  { name: 'ahci-hd', alias: 'ahci', legacyConfig: ahciHdLegacyConfig },
+  { name: 'ahci-cd', alias: 'ahci', legacyConfig: ahciCdLegacyConfig },
+  { name: 'nvme', legacyConfig: nvmeLegacyConfig },
+  { name: 'virtio-blk', legacyConfig: blockLegacyConfig },
+  { name: 'virtio-net', legacyConfig: netLegacyConfig },
+  { name: 'virtio-rnd', legacyConfig: genericLegacyConfig },
+  { name: 'virtio-console', legacyConfig: virtioConsoleLegacyConfig },
+  { name: 'virtio-scsi', legacyConfig: virtioScsiLegacyConfig },
+  { name: 'virtio-9p', legacyConfig: virtio9pLegacyConfig },
+  { name: 'virtio-input', legacyConfig: virtioInputLegacyConfig },
+  { name: 'e1000', legacyConfig: netLegacyConfig },
+  { name: 'uart', legacyConfig: uartLegacyConfig },
+  { name: 'fbuf', legacyConfig: genericLegacyConfig },
+  { name: 'xhci', legacyConfig: xhciLegacyConfig },
+  { name: 'hda', legacyConfig: genericLegacyConfig },
+  { name: 'passthru', legacyConfig: passthruLegacyConfig },
+  { name: 'dummy', legacyConfig: genericLegacyConfig },
+];
+
+const byName = new Map(emulations.map((e) => [e.name, e]));
+
+/** pci_emul_finddev: exact name match. */
+export function findPciEmulation(name: string): PciEmulation | undefined {
+  return byName.get(name);
+}
+
+/** What `-s help` prints, one name per line. */
+export function pciEmulationNames(): string[] {
+  return emulations.map((e) => e.name);
+}
