@@ -4,9 +4,10 @@
 // Usage: node scripts/test.mjs [glob ...]   (default: every test/**/*.test.ts)
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 
 const require = createRequire(import.meta.url);
-const tape = require.resolve('tape/bin/tape');
+const tape = join(dirname(require.resolve('tape/package.json')), 'bin', 'tape');
 const globs = process.argv.slice(2);
 if (globs.length === 0) globs.push('test/**/*.test.ts');
 
