@@ -1,0 +1,117 @@
+#include "vmm/exit_channel.h"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <new>
+
+namespace tsbhyve::vmm {
+
+static inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+static int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+static void FutexWait(std::atomic<uint32_t>* addr, uint32_t expected) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+}
+static void FutexWake(std::atomic<uint32_t>* addr) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+}
+
+ExitChannel::~ExitChannel() { std::free(slots_); }
+
+void ExitChannel::Init(int n) {
+  std::free(slots_);
+  slots_ = static_cast<ExitSlot*>(std::aligned_alloc(64, sizeof(ExitSlot) * n));
+  for (int i = 0; i < n; i++) {
+    new (&slots_[i]) ExitSlot();
+    slots_[i].state.store(kSlotIdle);
+    slots_[i].waiting.store(0);
+    slots_[i].vcpu = static_cast<uint32_t>(i);
+  }
+  count_ = n;
+}
+
+void ExitChannel::Call(ExitSlot* s) {
+  s->result = kResultUnhandled;
+  s->state.store(kSlotRequest, std::memory_order_seq_cst);
+  // Pairs with Release(): either the main thread still pumps and will scan this slot, or it left and we
+  // see pumping_ == false and ask for attention.
+  if (!pumping_.load(std::memory_order_seq_cst) && !attention_.exchange(true)) {
+    if (notify_) notify_();
+  }
+  // The answer usually comes within a few microseconds; spin that long before sleeping.
+  for (int i = 0; i < 20000; i++) {
+    if (s->state.load(std::memory_order_acquire) == kSlotResponse) {
+      s->state.store(kSlotIdle, std::memory_order_relaxed);
+      return;
+    }
+    CpuRelax();
+  }
+  s->waiting.store(1, std::memory_order_seq_cst);
+  while (s->state.load(std::memory_order_seq_cst) == kSlotRequest) FutexWait(&s->state, kSlotRequest);
+  s->waiting.store(0, std::memory_order_relaxed);
+  s->state.store(kSlotIdle, std::memory_order_relaxed);
+}
+
+void ExitChannel::Complete(int i) {
+  if (i < 0 || i >= count_) return;
+  ExitSlot* s = &slots_[i];
+  if (s->state.load(std::memory_order_relaxed) != kSlotRequest) return;
+  s->state.store(kSlotResponse, std::memory_order_seq_cst);
+  if (s->waiting.load(std::memory_order_seq_cst)) FutexWake(&s->state);
+}
+
+int ExitChannel::Scan() {
+  for (int k = 0; k < count_; k++) {
+    int i = (next_ + k) % count_;
+    if (slots_[i].state.load(std::memory_order_acquire) == kSlotRequest) {
+      next_ = (i + 1) % count_;
+      return i;
+    }
+  }
+  return -1;
+}
+
+int ExitChannel::Pump(int done, int64_t budgetNs, const std::atomic<int>& running) {
+  Complete(done);
+  pumping_.store(true, std::memory_order_seq_cst);
+  attention_.store(false, std::memory_order_seq_cst);
+  const int64_t deadline = NowNs() + budgetNs;
+  for (unsigned iter = 0;; iter++) {
+    int i = Scan();
+    if (i >= 0) return i;
+    if (running.load(std::memory_order_acquire) == 0) {
+      pumping_.store(false);
+      return -2;
+    }
+    if ((iter & 63) == 0 && NowNs() >= deadline) break;
+    CpuRelax();
+  }
+  pumping_.store(false, std::memory_order_seq_cst);
+  // A request posted while we were still marked as pumping did not ask for attention: catch it here.
+  int i = Scan();
+  if (i >= 0) {
+    pumping_.store(true, std::memory_order_seq_cst);
+    return i;
+  }
+  return -1;
+}
+
+void ExitChannel::Release(int done) {
+  Complete(done);
+  pumping_.store(false, std::memory_order_seq_cst);
+}
+
+}  // namespace tsbhyve::vmm

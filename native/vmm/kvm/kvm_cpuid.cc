@@ -1,0 +1,98 @@
+// CPUID for a vCPU: what KVM supports on this host, with the topology bhyve configures (-c).
+#include <errno.h>
+#include <sys/ioctl.h>
+
+#include <cstring>
+
+#include "vmm/kvm/kvm_vcpu.h"
+
+namespace tsbhyve::vmm {
+
+static uint32_t BitsFor(uint32_t n) {
+  uint32_t b = 0;
+  while ((1u << b) < n) b++;
+  return b;
+}
+
+uint32_t ApicIdOf(const Topology& t, int i) {
+  const uint32_t tb = BitsFor(t.threads), cb = BitsFor(t.cores);
+  const uint32_t thread = uint32_t(i) % t.threads;
+  const uint32_t core = (uint32_t(i) / t.threads) % t.cores;
+  const uint32_t socket = uint32_t(i) / (uint32_t(t.threads) * t.cores);
+  return socket << (tb + cb) | core << tb | thread;
+}
+
+Status SupportedCpuid(int kvmFd, std::vector<kvm_cpuid_entry2>* out) {
+  for (uint32_t n = 128; n <= 4096; n *= 2) {
+    std::vector<uint8_t> buf(sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2));
+    auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
+    c->nent = n;
+    if (ioctl(kvmFd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+      out->assign(c->entries, c->entries + c->nent);
+      return Status::Ok();
+    }
+    if (errno != E2BIG) return {errno, std::string("KVM_GET_SUPPORTED_CPUID: ") + std::strerror(errno)};
+  }
+  return {E2BIG, "KVM_GET_SUPPORTED_CPUID: too many entries"};
+}
+
+std::vector<kvm_cpuid_entry2> TopologyCpuid(const std::vector<kvm_cpuid_entry2>& base, const Topology& t, int vcpu,
+                                            bool x2apic) {
+  std::vector<kvm_cpuid_entry2> out = base;
+  const uint32_t apicId = ApicIdOf(t, vcpu);
+  const uint32_t tb = BitsFor(t.threads), cb = BitsFor(t.cores);
+  const uint32_t perPackage = uint32_t(t.threads) * t.cores;
+  for (auto& e : out) {
+    switch (e.function) {
+      case 1:
+        // EBX[31:24] initial APIC ID, [23:16] addressable logical processors per package.
+        e.ebx = (e.ebx & 0x0000ffff) | (apicId & 0xff) << 24 | (std::min<uint32_t>(1u << (tb + cb), 255) << 16);
+        e.ecx |= 1u << 31;  // running under a hypervisor
+        if (!x2apic) e.ecx &= ~(1u << 21);
+        if (perPackage > 1) e.edx |= 1u << 28;  // HTT: more than one logical processor per package
+        else e.edx &= ~(1u << 28);
+        break;
+      case 4:
+        // EAX[31:26] cores per package - 1; [25:14] logical processors sharing this cache - 1.
+        if ((e.eax & 0x1f) != 0) {
+          const uint32_t level = (e.eax >> 5) & 7;
+          const uint32_t sharing = level >= 3 ? perPackage : t.threads;
+          e.eax = (e.eax & 0x3fff) | ((sharing - 1) & 0xfff) << 14 | ((uint32_t(t.cores) - 1) & 0x3f) << 26;
+        }
+        break;
+      case 0xb:
+      case 0x1f:
+        // Extended topology: sub-leaf 0 the SMT level, 1 the core level, then invalid.
+        if (e.index == 0) {
+          e.eax = tb; e.ebx = t.threads; e.ecx = 1u << 8 | 0;
+        } else if (e.index == 1) {
+          e.eax = tb + cb; e.ebx = perPackage; e.ecx = 2u << 8 | 1;
+        } else {
+          e.eax = 0; e.ebx = 0; e.ecx = e.index & 0xff;
+        }
+        e.edx = apicId;
+        break;
+      default:
+        break;
+    }
+  }
+  // Make sure leaf 0xB exists with both levels even when the host does not list it.
+  bool has0b = false;
+  for (auto& e : out) has0b |= e.function == 0xb;
+  if (!has0b) {
+    for (uint32_t sub = 0; sub < 3; sub++) {
+      kvm_cpuid_entry2 e{};
+      e.function = 0xb;
+      e.index = sub;
+      e.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
+      if (sub == 0) { e.eax = tb; e.ebx = t.threads; e.ecx = 1u << 8; }
+      if (sub == 1) { e.eax = tb + cb; e.ebx = perPackage; e.ecx = 2u << 8 | 1; }
+      if (sub == 2) e.ecx = 2;
+      e.edx = apicId;
+      out.push_back(e);
+    }
+  }
+  return out;
+}
+
+}  // namespace tsbhyve::vmm

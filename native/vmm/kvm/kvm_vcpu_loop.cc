@@ -1,0 +1,307 @@
+// The vCPU threads: KVM_RUN, exit decoding and dispatch (native handler, TypeScript handler through the
+// exit channel, or bhyve's default), suspension, and detection of the "all vCPUs halted with
+// interrupts disabled" state that bhyve turns into exit status 2.
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+
+#include "vmm/kvm/kvm_vcpu.h"
+#include "vmm/vmm.h"
+
+namespace tsbhyve::vmm {
+
+namespace {
+
+// A real-time signal kicks a thread out of KVM_RUN (installed without SA_RESTART so the ioctl returns
+// EINTR). Node and libuv do not use the real-time range.
+int KickSignal() { return SIGRTMIN + 6; }
+void OnKick(int) {}
+std::once_flag installOnce;
+void InstallKickHandler() {
+  std::call_once(installOnce, [] {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = OnKick;
+    sigemptyset(&sa.sa_mask);
+    sigaction(KickSignal(), &sa, nullptr);
+  });
+}
+
+constexpr auto kWatchdogPeriod = std::chrono::milliseconds(20);
+
+}  // namespace
+
+Status Vm::Start(const std::vector<std::vector<int>>& cpusets) {
+  if (started_) return {EBUSY, "VM already started"};
+  if (vcpus_.empty()) return {EINVAL, "no vCPUs"};
+  if (!ramReserve_) return {EINVAL, "guest memory is not set up"};
+  InstallKickHandler();
+  started_ = true;
+  suspendHow_.store(-1);
+  runningThreads_.store(int(vcpus_.size()));
+  for (auto& v : vcpus_) {
+    v->cpuset = size_t(v->id) < cpusets.size() ? cpusets[size_t(v->id)] : std::vector<int>{};
+    v->run->immediate_exit = 0;
+    Vcpu* raw = v.get();
+    v->thread = std::thread([this, raw] { VcpuLoop(raw); });
+  }
+  stopWatchdog_.store(false);
+  watchdog_ = new std::thread([this] { WatchdogLoop(); });
+  return Status::Ok();
+}
+
+void Vm::Suspend(SuspendHow how) {
+  int expected = -1;
+  suspendHow_.compare_exchange_strong(expected, int(how));
+  // immediate_exit covers a thread about to enter KVM_RUN; the signal covers one already inside.
+  for (auto& v : vcpus_) {
+    if (v->run) __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+    if (v->inThread.load()) pthread_kill(v->tid.load(), KickSignal());
+  }
+}
+
+void Vm::Fail(const std::string& msg) {
+  if (!errorSet_.exchange(true)) error_ = msg;
+  Suspend(SuspendHow::kError);
+}
+
+int Vm::Join(std::string* error) {
+  for (auto& v : vcpus_)
+    if (v->thread.joinable()) v->thread.join();
+  if (watchdog_) {
+    stopWatchdog_.store(true);
+    auto* t = static_cast<std::thread*>(watchdog_);
+    t->join();
+    delete t;
+    watchdog_ = nullptr;
+  }
+  started_ = false;
+  int how = suspendHow_.load();
+  if (how < 0) how = int(SuspendHow::kError);
+  if (errorSet_.load()) *error = error_;
+  return how;
+}
+
+void Vm::WatchdogLoop() {
+  // A vCPU sitting in KVM_RUN without exits for a whole period may be halted: kick it so it can look.
+  while (!stopWatchdog_.load()) {
+    std::this_thread::sleep_for(kWatchdogPeriod);
+    if (suspendHow_.load() >= 0) continue;
+    for (auto& v : vcpus_) {
+      uint64_t n = v->exits.load(std::memory_order_relaxed);
+      if (n == v->watchdogSeen && v->inThread.load()) pthread_kill(v->tid.load(), KickSignal());
+      v->watchdogSeen = n;
+    }
+  }
+}
+
+void Vm::CheckHalted(Vcpu* v) {
+  kvm_mp_state mp{};
+  if (ioctl(v->fd, KVM_GET_MP_STATE, &mp) != 0) return;
+  bool stuck = false;
+  if (mp.mp_state == KVM_MP_STATE_HALTED) {
+    kvm_regs r{};
+    if (ioctl(v->fd, KVM_GET_REGS, &r) == 0) stuck = (r.rflags & 0x200) == 0;
+  } else if (mp.mp_state == KVM_MP_STATE_UNINITIALIZED || mp.mp_state == KVM_MP_STATE_INIT_RECEIVED) {
+    stuck = v->id != 0;  // an AP still waiting for INIT/SIPI counts as halted, as in bhyve
+  }
+  v->haltedIf0.store(stuck);
+  if (!stuck) return;
+  for (auto& o : vcpus_)
+    if (!o->haltedIf0.load()) return;
+  Suspend(SuspendHow::kHalt);
+}
+
+void Vm::VcpuLoop(Vcpu* v) {
+  v->tid.store(pthread_self());
+  v->inThread.store(true);
+  char name[16];
+  std::snprintf(name, sizeof name, "vcpu %d", v->id);
+  pthread_setname_np(pthread_self(), name);
+  if (!v->cpuset.empty()) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int c : v->cpuset)
+      if (c >= 0 && c < CPU_SETSIZE) CPU_SET(c, &set);
+    if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) Fail("vcpu " + std::to_string(v->id) + ": cannot pin to the given host CPUs");
+  }
+  // Unblock the kick signal in this thread (Node may start threads with signals blocked).
+  sigset_t un;
+  sigemptyset(&un);
+  sigaddset(&un, KickSignal());
+  pthread_sigmask(SIG_UNBLOCK, &un, nullptr);
+
+  while (suspendHow_.load(std::memory_order_acquire) < 0) {
+    int r = ioctl(v->fd, KVM_RUN, 0);
+    v->exits.fetch_add(1, std::memory_order_relaxed);
+    if (r < 0) {
+      if (errno == EINTR || errno == EAGAIN) {
+        if (suspendHow_.load() >= 0) break;
+        CheckHalted(v);
+        continue;
+      }
+      Fail("vcpu " + std::to_string(v->id) + ": KVM_RUN failed: " + std::strerror(errno));
+      break;
+    }
+    v->haltedIf0.store(false, std::memory_order_relaxed);
+    kvm_run* run = v->run;
+    bool ok = true;
+    switch (run->exit_reason) {
+      case KVM_EXIT_IO:
+        ok = HandleIo(v);
+        break;
+      case KVM_EXIT_MMIO:
+        ok = HandleMmio(v);
+        break;
+      case KVM_EXIT_X86_RDMSR:
+      case KVM_EXIT_X86_WRMSR:
+        // Only MSRs KVM does not know reach us: #GP under strictmsr, else reads 0 and writes vanish.
+        run->msr.error = strictMsr_ ? 1 : 0;
+        if (run->exit_reason == KVM_EXIT_X86_RDMSR) run->msr.data = 0;
+        break;
+      case KVM_EXIT_HLT:
+      case KVM_EXIT_INTR:
+      case KVM_EXIT_IRQ_WINDOW_OPEN:
+        break;
+      case KVM_EXIT_SHUTDOWN:
+        Suspend(SuspendHow::kTripleFault);
+        break;
+      case KVM_EXIT_SYSTEM_EVENT:
+        switch (run->system_event.type) {
+          case KVM_SYSTEM_EVENT_SHUTDOWN: Suspend(SuspendHow::kPoweroff); break;
+          case KVM_SYSTEM_EVENT_RESET: Suspend(SuspendHow::kReset); break;
+          default: Fail("vcpu " + std::to_string(v->id) + ": system event " + std::to_string(run->system_event.type)); break;
+        }
+        break;
+      case KVM_EXIT_FAIL_ENTRY:
+        Fail("vcpu " + std::to_string(v->id) + ": VM entry failed, hardware reason 0x" +
+             [&] { char b[32]; std::snprintf(b, sizeof b, "%llx", (unsigned long long)run->fail_entry.hardware_entry_failure_reason); return std::string(b); }());
+        ok = false;
+        break;
+      case KVM_EXIT_INTERNAL_ERROR: {
+        kvm_regs regs{};
+        ioctl(v->fd, KVM_GET_REGS, &regs);
+        char b[96];
+        std::snprintf(b, sizeof b, "internal error, suberror %u at rip 0x%llx", run->internal.suberror, (unsigned long long)regs.rip);
+        Fail("vcpu " + std::to_string(v->id) + ": " + b);
+        ok = false;
+        break;
+      }
+      default:
+        Fail("vcpu " + std::to_string(v->id) + ": unexpected exit reason " + std::to_string(run->exit_reason));
+        ok = false;
+        break;
+    }
+    if (!ok) break;
+  }
+  v->inThread.store(false);
+  // The last thread out wakes the main thread so run() can resolve.
+  if (runningThreads_.fetch_sub(1) == 1) channel_.NotifyAlways();
+}
+
+// Port I/O, including INS/OUTS with or without REP: KVM hands us `count` elements of `size` bytes at
+// data_offset in the kvm_run page and completes the instruction itself on the next KVM_RUN.
+bool Vm::HandleIo(Vcpu* v) {
+  kvm_run* run = v->run;
+  const unsigned size = run->io.size;
+  const uint32_t count = run->io.count;
+  const bool write = run->io.direction == KVM_EXIT_IO_OUT;
+  const uint16_t port = run->io.port;
+  const uint64_t bytes = uint64_t(size) * count;
+  if (!(size == 1 || size == 2 || size == 4) || count == 0 || bytes > kSlotDataSize ||
+      run->io.data_offset > uint64_t(runSize_) || bytes > uint64_t(runSize_) - run->io.data_offset) {
+    Fail("vcpu " + std::to_string(v->id) + ": malformed I/O exit");
+    return false;
+  }
+  uint8_t* data = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
+  RangeOwner owner;
+  if (pio_.Find(port, size, &owner)) {
+    if (owner.native) {
+      for (uint32_t i = 0; i < count; i++) {
+        uint64_t val = 0;
+        if (write) std::memcpy(&val, data + i * size, size);
+        owner.native->Access(v->id, port, size, write, &val);
+        if (!write) std::memcpy(data + i * size, &val, size);
+      }
+      return true;
+    }
+    ExitSlot* s = channel_.slot(v->id);
+    s->kind = kExitPio;
+    s->handler = owner.jsId;
+    s->size = size;
+    s->write = write;
+    s->count = count;
+    s->addr = port;
+    if (write) std::memcpy(s->data, data, bytes);
+    else std::memset(s->data, 0xff, bytes);
+    channel_.Call(s);
+    if (s->result == kResultAbort) return suspendHow_.load() < 0 ? (Fail("I/O handler aborted"), false) : false;
+    if (s->result == kResultHandled) {
+      if (!write) std::memcpy(data, s->data, bytes);
+      return true;
+    }
+  }
+  // bhyve's default: reads float high, writes vanish; with -e (strictio) the VM stops.
+  if (strictIo_) {
+    char b[96];
+    std::snprintf(b, sizeof b, "unhandled %s %u-byte I/O port 0x%x", write ? "out" : "in", size, port);
+    Fail(b);
+    return false;
+  }
+  if (!write) std::memset(data, 0xff, bytes);
+  return true;
+}
+
+// MMIO: KVM decoded the instruction and gives the address, width (1..8) and data.
+bool Vm::HandleMmio(Vcpu* v) {
+  kvm_run* run = v->run;
+  const unsigned len = run->mmio.len;
+  const bool write = run->mmio.is_write != 0;
+  const uint64_t gpa = run->mmio.phys_addr;
+  if (len == 0 || len > 8) {
+    Fail("vcpu " + std::to_string(v->id) + ": malformed MMIO exit");
+    return false;
+  }
+  RangeOwner owner;
+  if (mmio_.Find(gpa, len, &owner)) {
+    if (owner.native) {
+      uint64_t val = 0;
+      if (write) std::memcpy(&val, run->mmio.data, len);
+      owner.native->Access(v->id, gpa, len, write, &val);
+      if (!write) std::memcpy(run->mmio.data, &val, len);
+      return true;
+    }
+    ExitSlot* s = channel_.slot(v->id);
+    s->kind = kExitMmio;
+    s->handler = owner.jsId;
+    s->size = len;
+    s->write = write;
+    s->count = 1;
+    s->addr = double(gpa);
+    if (write) std::memcpy(s->data, run->mmio.data, len);
+    else std::memset(s->data, 0xff, 8);
+    channel_.Call(s);
+    if (s->result == kResultAbort) return suspendHow_.load() < 0 ? (Fail("MMIO handler aborted"), false) : false;
+    if (s->result == kResultHandled) {
+      if (!write) std::memcpy(run->mmio.data, s->data, len);
+      return true;
+    }
+  }
+  if (strictIo_) {
+    char b[96];
+    std::snprintf(b, sizeof b, "unhandled %u-byte MMIO %s at 0x%llx", len, write ? "write" : "read", (unsigned long long)gpa);
+    Fail(b);
+    return false;
+  }
+  if (!write) std::memset(run->mmio.data, 0xff, len);
+  return true;
+}
+
+}  // namespace tsbhyve::vmm

@@ -1,0 +1,39 @@
+#include "vmm/ranges.h"
+
+#include <algorithm>
+#include <mutex>
+
+namespace tsbhyve::vmm {
+
+bool RangeTable::Add(uint64_t base, uint64_t len, RangeOwner owner) {
+  if (len == 0 || base + len < base) return false;
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  for (const auto& e : entries_) {
+    if (base < e.base + e.len && e.base < base + len) return false;
+  }
+  entries_.push_back({base, len, std::move(owner)});
+  std::sort(entries_.begin(), entries_.end(), [](const Entry& a, const Entry& b) { return a.base < b.base; });
+  return true;
+}
+
+bool RangeTable::Remove(uint64_t base) {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  auto it = std::find_if(entries_.begin(), entries_.end(), [base](const Entry& e) { return e.base == base; });
+  if (it == entries_.end()) return false;
+  entries_.erase(it);
+  return true;
+}
+
+bool RangeTable::Find(uint64_t addr, unsigned size, RangeOwner* out) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  auto it = std::upper_bound(entries_.begin(), entries_.end(), addr,
+                             [](uint64_t a, const Entry& e) { return a < e.base; });
+  if (it == entries_.begin()) return false;
+  const Entry& e = *(it - 1);
+  const uint64_t off = addr - e.base;
+  if (off >= e.len || size > e.len - off) return false;
+  *out = e.owner;
+  return true;
+}
+
+}  // namespace tsbhyve::vmm
