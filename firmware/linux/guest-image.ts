@@ -1,0 +1,46 @@
+// The Linux guest that device tests boot: Debian's cloud kernel (the quickest to boot) and a busybox
+// initramfs with the virtio drivers and e2fsprogs, whose /init runs a test script and powers off.
+// Boot it with `console=ttyS0 quiet` (under KVM every console character costs an exit).
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { appendTo } from './cpio.js';
+import { buildImage, type ImageSpec, type LinuxImage } from './image.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+export const guestImageSpec: ImageSpec = {
+  cacheDir: 'linux-guest',
+  kernelSeries: '6.1.0',
+  kernelFlavour: 'cloud-amd64',
+  modules: ['virtio_pci', 'virtio_blk', 'virtio_net', 'virtio_console', 'virtio_rng'],
+  // Present in the generic flavour only; listed so switching flavour brings them along.
+  optionalModules: ['ahci', 'e1000', 'xhci_pci', 'nvme'],
+  initScript: join(here, 'init.sh'),
+  programs: [
+    {
+      package: 'e2fsprogs',
+      // busybox sh runs its own applets before searching PATH, and it has a mke2fs applet: tests call
+      // mkfs.ext4 / fsck.ext4 (no applet has those names) or the full /sbin path.
+      paths: ['sbin/mke2fs', 'sbin/mkfs.ext4', 'sbin/e2fsck', 'sbin/fsck.ext4', 'sbin/tune2fs', 'sbin/dumpe2fs'],
+      libraryPackages: ['libext2fs2', 'libcom-err2', 'libblkid1', 'libuuid1', 'libc6'],
+    },
+  ],
+};
+
+/** The base kernel command line for the guest; append test-specific words. */
+export const guestCmdline = 'console=ttyS0 quiet panic=-1';
+
+/** Builds (or reuses) the guest image. */
+export function linuxGuestImage(): LinuxImage {
+  return buildImage(guestImageSpec);
+}
+
+/**
+ * Writes an initramfs that is the guest image plus `script` as /test.sh, so the guest runs it
+ * without anything on the command line. Returns `out`.
+ */
+export function initrdWithTestScript(image: LinuxImage, script: string, out: string): string {
+  appendTo(image.initrd, [{ kind: 'file', path: 'test.sh', data: script, mode: 0o755 }], out);
+  return out;
+}
+

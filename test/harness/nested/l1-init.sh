@@ -1,0 +1,62 @@
+#!/bin/sh
+# /init of the L1 machine (Linux under QEMU TCG with emulated AMD SVM). It loads kvm_amd so /dev/kvm
+# exists, mounts the host's /usr (read-only) and the project directory (read-write, at the host's own
+# path) over virtio-9p, runs the one script named on the kernel command line with the host's bash,
+# prints its exit status between fixed markers and powers off.
+# Kernel command line words read here: tsbhyve.project=<path> tsbhyve.run=<script path>
+PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm /run /usr
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+read -r up _ < /proc/uptime
+echo "TSBHYVE-L1-INIT uptime=$up kernel=$(uname -r)"
+
+while read -r module params; do
+  [ -n "$module" ] || continue
+  # shellcheck disable=SC2086 # params is a list of key=value words
+  insmod "$module" $params 2>/tmp/insmod.err || echo "TSBHYVE-L1-WARN insmod $module: $(cat /tmp/insmod.err)"
+done < /etc/modules.load
+[ -c /dev/kvm ] || echo "TSBHYVE-L1-WARN no /dev/kvm (is the CPU model missing svm?)"
+
+project=
+run=
+for word in $(cat /proc/cmdline); do
+  case $word in
+    tsbhyve.project=*) project=${word#tsbhyve.project=} ;;
+    tsbhyve.run=*) run=${word#tsbhyve.run=} ;;
+  esac
+done
+
+# 9p: a large msize cuts round trips; /usr never changes under us, so it may be cached loosely.
+opts=trans=virtio,version=9p2000.L,msize=512000
+mount -t 9p -o "$opts,ro,cache=loose" usr /usr || echo "TSBHYVE-L1-WARN cannot mount the host /usr"
+# The host's programs expect its (merged-/usr) library layout.
+mkdir -p /lib
+ln -s /usr/lib/x86_64-linux-gnu /lib/x86_64-linux-gnu
+ln -s /usr/lib64 /lib64
+if [ -n "$project" ]; then
+  mkdir -p "$project"
+  mount -t 9p -o "$opts" project "$project" || echo "TSBHYVE-L1-WARN cannot mount the project at $project"
+fi
+
+shell=/usr/bin/bash
+[ -x "$shell" ] || shell=/bin/sh
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp TMPDIR=/tmp TSBHYVE_IN_L1=1
+read -r up _ < /proc/uptime
+echo "TSBHYVE-L1-READY uptime=$up"
+if [ -n "$run" ] && [ -f "$run" ]; then
+  (cd "${project:-/}" && exec "$shell" "$run")
+  status=$?
+else
+  echo "TSBHYVE-L1-WARN no script to run (tsbhyve.run=$run)"
+  status=127
+fi
+# A newline first, in case the command's last line had none.
+echo
+echo "TSBHYVE-L1-EXIT status=$status"
+poweroff -f

@@ -1,0 +1,133 @@
+// Runs one shell command inside an L1 Linux machine: QEMU with TCG emulating an AMD CPU with SVM, so
+// the L1 kernel's kvm_amd offers a /dev/kvm that boots unmodified Linux guests (the host's kvm_pvm
+// cannot). The host's /usr and the project directory are shared over virtio-9p, so the command sees
+// the host's programs and the project's files at the same paths, and runs with /dev/kvm present.
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cacheRoot, projectRoot } from '../../../firmware/linux/paths.js';
+import { LineSplitter, type ConsoleLine } from './console.js';
+import { l1Image } from './l1-image.js';
+
+export interface L1Options {
+  /** Kills the L1 machine after this long (default 10 minutes). */
+  timeoutMs?: number;
+  /** L1 memory in MiB (default 4096). */
+  memMiB?: number;
+  /** L1 vCPUs (default 1: see README.md for the measurement). */
+  cpus?: number;
+  /** Working directory of the command, inside the project (default: the project root). */
+  cwd?: string;
+  /** Extra environment variables for the command. */
+  env?: Record<string, string>;
+  /** Called with each line the command prints, as it arrives. */
+  onLine?: (line: ConsoleLine) => void;
+  /** Called with each console line of L1 outside the command (boot, markers, warnings). */
+  onConsole?: (line: ConsoleLine) => void;
+}
+
+export interface L1Result {
+  /** The command's exit status. */
+  status: number;
+  /** What the command printed (stdout and stderr together), lines joined with '\n'. */
+  output: string;
+  lines: ConsoleLine[];
+  /** Milliseconds from starting QEMU to L1 being ready to run the command. */
+  readyMs: number;
+  /** Milliseconds from starting QEMU to its exit. */
+  totalMs: number;
+}
+
+export class L1Error extends Error {
+  override name = 'L1Error';
+  constructor(
+    message: string,
+    /** Everything L1 printed, for diagnosis. */
+    readonly console: string,
+  ) {
+    super(message);
+  }
+}
+
+const readyMarker = /TSBHYVE-L1-READY /;
+const exitMarker = /TSBHYVE-L1-EXIT status=(\d+)/;
+
+function shellQuote(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+/** The QEMU command line for an L1 machine that runs `script` (a path inside the project). `kernel` may be a
+ * bzImage or a vmlinux ELF with a PVH note (quicker under TCG: nothing to decompress). */
+export function l1QemuArgs(kernel: string, initrd: string, script: string, memMiB: number, cpus: number): string[] {
+  return [
+    // TCG emulates SVM with nested paging; la57 is dropped because kvm_amd in 6.1 does not expect it.
+    '-accel', 'tcg', '-cpu', 'max,-la57', '-m', String(memMiB), '-smp', String(cpus),
+    '-kernel', kernel, '-initrd', initrd,
+    // mitigations=off: speculative-execution defences only slow an emulated CPU down.
+    '-append', `console=ttyS0 quiet panic=-1 mitigations=off tsbhyve.project=${projectRoot} tsbhyve.run=${script}`,
+    '-nographic', '-no-reboot', '-vga', 'none', '-nic', 'none',
+    '-virtfs', 'local,path=/usr,mount_tag=usr,security_model=none,readonly=on',
+    '-virtfs', `local,path=${projectRoot},mount_tag=project,security_model=none`,
+  ];
+}
+
+/** Boots L1, runs `command` there with bash, and resolves with its status and output. */
+export async function runInL1(command: string, opts: L1Options = {}): Promise<L1Result> {
+  if (/\s/.test(projectRoot)) throw new L1Error(`the project path must not contain spaces: ${projectRoot}`, '');
+  const image = l1Image();
+  const runs = join(cacheRoot, 'nested', 'runs');
+  mkdirSync(runs, { recursive: true });
+  const runDir = mkdtempSync(join(runs, 'l1-'));
+  const script = join(runDir, 'command.sh');
+  const env = Object.entries(opts.env ?? {}).map(([k, v]) => `export ${k}=${shellQuote(v)}\n`).join('');
+  writeFileSync(script, `${env}cd ${shellQuote(opts.cwd ?? projectRoot)} || exit 126\n${command}\n`);
+
+  const timeoutMs = opts.timeoutMs ?? 600_000;
+  const args = l1QemuArgs(image.vmlinux ?? image.kernel, image.initrd, script, opts.memMiB ?? 4096, opts.cpus ?? 1);
+  const startedAt = performance.now();
+  const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+
+  const consoleText: string[] = [];
+  const lines: ConsoleLine[] = [];
+  let readyMs: number | undefined;
+  let status: number | undefined;
+  const splitter = new LineSplitter(startedAt, (line) => {
+    consoleText.push(line.text);
+    const exit = exitMarker.exec(line.text);
+    if (readyMs !== undefined && status === undefined && !exit) {
+      lines.push(line);
+      opts.onLine?.(line);
+      return;
+    }
+    if (exit) status = Number(exit[1]);
+    else if (readyMarker.test(line.text)) readyMs = line.ms;
+    opts.onConsole?.(line);
+  });
+  child.stdout.on('data', (chunk: Buffer) => splitter.push(chunk));
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGKILL');
+  }, timeoutMs);
+  try {
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', (c, s) => resolve([c, s]));
+    });
+    splitter.end();
+    const totalMs = performance.now() - startedAt;
+    const log = consoleText.join('\n') + (stderr ? `\n[qemu stderr]\n${stderr}` : '');
+    if (timedOut) throw new L1Error(`L1 timed out after ${timeoutMs} ms`, log);
+    if (readyMs === undefined) throw new L1Error(`L1 never became ready (qemu exit ${code ?? signal})`, log);
+    if (status === undefined) throw new L1Error(`L1 stopped before the command finished (qemu exit ${code ?? signal})`, log);
+    // The init prints an empty line before the exit marker in case the output did not end with one.
+    if (lines.length > 0 && lines[lines.length - 1]!.text === '') lines.pop();
+    return { status, output: lines.map((l) => l.text).join('\n'), lines, readyMs, totalMs };
+  } finally {
+    clearTimeout(timer);
+    rmSync(runDir, { recursive: true, force: true });
+  }
+}
