@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "vmm/kvm/kvm_flex.h"
 #include "vmm/kvm/kvm_vcpu.h"
 
 namespace tsbhyve::vmm {
@@ -24,11 +25,12 @@ uint32_t ApicIdOf(const Topology& t, int i) {
 
 Status SupportedCpuid(int kvmFd, std::vector<kvm_cpuid_entry2>* out) {
   for (uint32_t n = 128; n <= 4096; n *= 2) {
-    std::vector<uint8_t> buf(sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2));
-    auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
-    c->nent = n;
-    if (ioctl(kvmFd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
-      out->assign(c->entries, c->entries + c->nent);
+    std::vector<uint64_t> words((sizeof(KvmFlexHeader) + n * sizeof(kvm_cpuid_entry2) + 7) / 8, 0);
+    auto* h = reinterpret_cast<KvmFlexHeader*>(words.data());
+    h->count = n;
+    if (ioctl(kvmFd, kGetSupportedCpuid, h) == 0) {
+      auto* e = reinterpret_cast<const kvm_cpuid_entry2*>(h + 1);
+      out->assign(e, e + (h->count < n ? h->count : n));
       return Status::Ok();
     }
     if (errno != E2BIG) return {errno, std::string("KVM_GET_SUPPORTED_CPUID: ") + std::strerror(errno)};

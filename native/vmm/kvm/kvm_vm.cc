@@ -12,6 +12,7 @@
 #include <cstring>
 #include <thread>
 
+#include "vmm/kvm/kvm_flex.h"
 #include "vmm/kvm/kvm_vcpu.h"
 #include "vmm/vmm.h"
 
@@ -330,12 +331,14 @@ Status Vm::IsaSetTrigger(int irq, bool level) {
 }
 
 Status Vm::CommitRoutes() {
+  // Built by hand: the kernel expects the entries right after the 8-byte header (nr, flags).
   const size_t n = routes_.size();
-  std::vector<uint8_t> buf(sizeof(kvm_irq_routing) + n * sizeof(kvm_irq_routing_entry));
-  auto* r = reinterpret_cast<kvm_irq_routing*>(buf.data());
-  r->nr = uint32_t(n);
+  std::vector<uint64_t> words((8 + n * sizeof(kvm_irq_routing_entry)) / 8, 0);
+  uint8_t* buf = reinterpret_cast<uint8_t*>(words.data());
+  const uint32_t nr = uint32_t(n);
+  std::memcpy(buf, &nr, 4);
   for (size_t i = 0; i < n; i++) {
-    kvm_irq_routing_entry& e = r->entries[i];
+    kvm_irq_routing_entry e{};
     e.gsi = routes_[i].gsi;
     e.type = routes_[i].type;
     if (e.type == KVM_IRQ_ROUTING_MSI) {
@@ -346,8 +349,9 @@ Status Vm::CommitRoutes() {
       e.u.irqchip.irqchip = routes_[i].chip;
       e.u.irqchip.pin = routes_[i].pin;
     }
+    std::memcpy(buf + 8 + i * sizeof e, &e, sizeof e);
   }
-  if (ioctl(vmFd_, KVM_SET_GSI_ROUTING, r) != 0) return Err(errno, "KVM_SET_GSI_ROUTING");
+  if (ioctl(vmFd_, kSetGsiRouting, buf) != 0) return Err(errno, "KVM_SET_GSI_ROUTING");
   return Status::Ok();
 }
 
@@ -537,11 +541,11 @@ Status Vm::ApplyCpuid(Vcpu* v) {
   Status s = SupportedCpuid(kvmFd_, &base);
   if (!s.ok()) return s;
   v->cpuid = TopologyCpuid(base, topo_, v->id, v->x2apic == X2apicState::kEnabled);
-  std::vector<uint8_t> buf(sizeof(kvm_cpuid2) + v->cpuid.size() * sizeof(kvm_cpuid_entry2));
-  auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
-  c->nent = uint32_t(v->cpuid.size());
-  std::memcpy(c->entries, v->cpuid.data(), v->cpuid.size() * sizeof(kvm_cpuid_entry2));
-  if (ioctl(v->fd, KVM_SET_CPUID2, c) != 0) return Err(errno, "KVM_SET_CPUID2");
+  std::vector<uint64_t> words((sizeof(KvmFlexHeader) + v->cpuid.size() * sizeof(kvm_cpuid_entry2) + 7) / 8, 0);
+  auto* h = reinterpret_cast<KvmFlexHeader*>(words.data());
+  h->count = uint32_t(v->cpuid.size());
+  std::memcpy(h + 1, v->cpuid.data(), v->cpuid.size() * sizeof(kvm_cpuid_entry2));
+  if (ioctl(v->fd, kSetCpuid2, h) != 0) return Err(errno, "KVM_SET_CPUID2");
   return Status::Ok();
 }
 
