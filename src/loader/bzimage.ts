@@ -8,7 +8,7 @@ import { PlanBuilder, describeRange, encodeCmdline } from './boot-plan.js';
 import { E820_MAX_ENTRIES } from './e820.js';
 import { prepareLongMode } from './entry-state.js';
 import { LoaderError, hex } from './errors.js';
-import { CMDLINE_ADDR, CMDLINE_AREA_SIZE, PAGE_SIZE, ZERO_PAGE_ADDR, ZERO_PAGE_SIZE } from './low-memory.js';
+import { CMDLINE_ADDR, CMDLINE_AREA_SIZE, MODULES_MIN, PAGE_SIZE, ZERO_PAGE_ADDR, ZERO_PAGE_SIZE } from './low-memory.js';
 
 /** "HdrS" at 0x202, read little-endian. */
 export const HDRS_MAGIC = 0x53726448;
@@ -168,7 +168,7 @@ export function planBzImage(input: DirectBootInput): BootPlan {
     // As high as possible, page aligned, ending at or below initrd_addr_max + 1 (the last byte the initrd
     // may occupy, boot.rst) and inside RAM below 4 GiB, outside the kernel's init_size and the loader's areas.
     const limit = Math.min(h.initrdAddrMax + 1, 2 ** 32);
-    const at = b.ram.findHigh(size, PAGE_SIZE, limit);
+    const at = b.ram.findHigh(size, PAGE_SIZE, limit, MODULES_MIN);
     if (at === undefined) {
       throw new LoaderError('out-of-ram', `initrd (${size} bytes) does not fit in RAM below ${hex(limit)} without overlapping the kernel or the boot data`);
     }

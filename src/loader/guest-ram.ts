@@ -56,14 +56,17 @@ export class GuestRam {
       this.ram.some((e) => base >= e.base && end <= e.base + e.length) && !this.overlapping(base, size);
   }
 
-  /** The highest `align`-aligned base with [base, base + size) free and ending at or below `limit`. */
-  findHigh(size: number, align: number, limit: number): number | undefined {
+  /**
+   * The highest `align`-aligned base at or above `min` with [base, base + size) free and ending at or
+   * below `limit`.
+   */
+  findHigh(size: number, align: number, limit: number, min: number): number | undefined {
     for (let i = this.ram.length - 1; i >= 0; i--) {
       const e = this.ram[i]!;
       let top = Math.min(e.base + e.length, limit);
       while (top - size >= e.base) {
         const cand = alignDown(top - size, align);
-        if (cand < e.base) break;
+        if (cand < e.base || cand < min) break;
         const hit = this.overlapping(cand, size);
         if (!hit) return cand;
         top = hit.base;

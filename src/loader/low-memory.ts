@@ -34,3 +34,8 @@ export const CMDLINE_AREA_SIZE = 0x10000;
 export const BIOS_TABLES: MemoryRange = { base: 0xf0000, size: 0x10000 };
 
 export const PAGE_SIZE = 0x1000;
+/**
+ * Initrd and modules go at or above 1 MiB: the conventional memory below it is where the loader's own
+ * data lives and where kernels keep real-mode trampolines.
+ */
+export const MODULES_MIN = 0x100000;

@@ -9,7 +9,7 @@ import { E820_RAM } from './e820.js';
 import { isElf, loadSegments, parseElf } from './elf.js';
 import { prepareProtectedMode } from './entry-state.js';
 import { LoaderError, hex } from './errors.js';
-import { BOOT_INFO_ADDR, CMDLINE_ADDR, CMDLINE_AREA_SIZE, PAGE_SIZE, TSS_ADDR } from './low-memory.js';
+import { BOOT_INFO_ADDR, CMDLINE_ADDR, CMDLINE_AREA_SIZE, MODULES_MIN, PAGE_SIZE, TSS_ADDR } from './low-memory.js';
 
 export const MULTIBOOT_HEADER_MAGIC = 0x1badb002;
 export const MULTIBOOT_BOOTLOADER_MAGIC = 0x2badb002;
@@ -153,7 +153,7 @@ export function planMultiboot(input: DirectBootInput, header: MultibootHeader): 
   if (input.initrd && input.initrd.length > 0) {
     const size = input.initrd.length;
     // Modules are page-aligned whether or not flag 0 asks for it.
-    const at = b.ram.findHigh(size, PAGE_SIZE, 2 ** 32);
+    const at = b.ram.findHigh(size, PAGE_SIZE, 2 ** 32, MODULES_MIN);
     if (at === undefined) throw new LoaderError('out-of-ram', `initrd module (${size} bytes) does not fit in free RAM below 4 GiB next to the kernel`);
     b.put(at, input.initrd, 'initrd module');
     b.note(describeRange('initrd (module 0)', at, size));

@@ -9,7 +9,7 @@ import type { ElfImage, ElfNote } from './elf.js';
 import { elfNotes, loadSegments, parseElf } from './elf.js';
 import { prepareProtectedMode } from './entry-state.js';
 import { LoaderError, hex } from './errors.js';
-import { BOOT_INFO_ADDR, CMDLINE_ADDR, CMDLINE_AREA_SIZE, PAGE_SIZE } from './low-memory.js';
+import { BOOT_INFO_ADDR, CMDLINE_ADDR, CMDLINE_AREA_SIZE, MODULES_MIN, PAGE_SIZE } from './low-memory.js';
 
 export const XEN_ELFNOTE_PHYS32_ENTRY = 18;
 export const HVM_START_MAGIC = 0x336ec578;
@@ -74,7 +74,7 @@ export function planPvh(input: DirectBootInput, image: ElfImage, entry: number):
 
   if (input.initrd && input.initrd.length > 0) {
     const size = input.initrd.length;
-    const at = b.ram.findHigh(size, PAGE_SIZE, 2 ** 32);
+    const at = b.ram.findHigh(size, PAGE_SIZE, 2 ** 32, MODULES_MIN);
     if (at === undefined) throw new LoaderError('out-of-ram', `initrd (${size} bytes) does not fit in free RAM below 4 GiB next to the kernel`);
     b.put(at, input.initrd, 'initrd');
     b.note(describeRange('initrd (module 0)', at, size));
