@@ -15,14 +15,14 @@ export function kvmSkipReason(): string | undefined {
 }
 
 /** Runs `fn` only where KVM exists; otherwise records why it skipped. */
-export function withKvm(t: Test, fn: () => Promise<void> | void): Promise<void> | void {
+export async function withKvm(t: Test, fn: () => Promise<void> | void): Promise<void> {
   const why = kvmSkipReason();
   if (why) {
     t.comment(`skipped: ${why}`);
     t.pass('skipped without KVM');
     return;
   }
-  return fn();
+  await fn();
 }
 
 export const lockDir = mkdtempSync(join(tmpdir(), 'tsbhyve-test-lock-'));

@@ -1,0 +1,70 @@
+// bhyve's memory layout (lowmem below 3 GiB, the rest from 4 GiB) as KVM memslots, and the checked
+// accessor refusing every range that is not guest RAM.
+import test from 'tape';
+
+import { GiB, GuestMemoryError, HIGHMEM_BASE, MiB, memoryLayout, MAX_VIEW } from '../../src/vm/index.js';
+import { newVm, withKvm } from './guest.js';
+
+test('memoryLayout splits at 3 GiB and places the 64-bit window at the next 32 GiB boundary', (t) => {
+  t.deepEqual(memoryLayout(2 * GiB), { size: 2 * GiB, lowmem: 2 * GiB, highmem: 0, pci64Base: 32 * GiB });
+  t.deepEqual(memoryLayout(3 * GiB), { size: 3 * GiB, lowmem: 3 * GiB, highmem: 0, pci64Base: 32 * GiB });
+  t.deepEqual(memoryLayout(3 * GiB + 4 * MiB), { size: 3 * GiB + 4 * MiB, lowmem: 3 * GiB, highmem: 4 * MiB, pci64Base: 32 * GiB });
+  t.deepEqual(memoryLayout(40 * GiB).pci64Base, 64 * GiB);
+  t.end();
+});
+
+const isFault = (fault: string) => (e: unknown) => e instanceof GuestMemoryError && e.fault === fault;
+
+for (const size of [2 * GiB, 3 * GiB, 3 * GiB + 4 * MiB]) {
+  test(`guest RAM of ${size / MiB} MiB is mapped as bhyve maps it`, (t) =>
+    withKvm(t, () => {
+      const vm = newVm(size);
+      const l = vm.memory.layout;
+      const ram = vm.regions().filter((r) => r.kind === 'ram');
+      const expect = [{ gpa: 0, size: l.lowmem, kind: 'ram', writable: true }];
+      if (l.highmem) expect.push({ gpa: HIGHMEM_BASE, size: l.highmem, kind: 'ram', writable: true });
+      t.deepEqual(ram, expect, 'RAM regions');
+      const m = vm.memory;
+      // the last byte of lowmem and the first byte after it
+      m.writeU8(l.lowmem - 1, 0x5a);
+      t.equal(m.readU8(l.lowmem - 1), 0x5a, 'last byte of lowmem is RAM');
+      t.throws(() => m.readU8(l.lowmem), isFault('out-of-range'), 'first byte above lowmem (the hole) is refused');
+      t.throws(() => m.read(l.lowmem - 2, 4), isFault('out-of-range'), 'a range straddling lowmem and the hole is refused');
+      t.throws(() => m.check(0xfee0_0000, 4), isFault('out-of-range'), 'the LAPIC page is not RAM');
+      if (l.highmem) {
+        m.writeU32(HIGHMEM_BASE + l.highmem - 4, 0xdeadbeef);
+        t.equal(m.readU32(HIGHMEM_BASE + l.highmem - 4), 0xdeadbeef, 'last dword of highmem is RAM');
+        t.throws(() => m.readU32(HIGHMEM_BASE + l.highmem - 2), isFault('out-of-range'), 'a read past the end of highmem is refused');
+        const v = m.view(HIGHMEM_BASE, 16);
+        v[0] = 7;
+        t.equal(m.readU8(HIGHMEM_BASE), 7, 'a view of highmem aliases guest memory');
+      } else {
+        t.throws(() => m.check(HIGHMEM_BASE, 1), isFault('out-of-range'), 'nothing at 4 GiB without highmem');
+      }
+      t.throws(() => m.check(2n ** 64n - 16n, 32), isFault('overflow'), 'gpa + len wrapping past 2^64 is an overflow');
+      t.throws(() => m.check(Number.MAX_SAFE_INTEGER, 1), isFault('out-of-range'), 'a huge gpa is out of range');
+      t.throws(() => m.view(0, MAX_VIEW + 1), RangeError, 'views are capped at 1 GiB');
+      const big = m.view(l.lowmem - MAX_VIEW, MAX_VIEW);
+      t.equal(big.byteLength, MAX_VIEW, 'a 1 GiB view ending at the top of lowmem');
+      t.equal(big[MAX_VIEW - 1], 0x5a, 'whose last byte is the last byte of lowmem');
+      t.doesNotThrow(() => m.check(0, 0), 'an empty range inside RAM is fine');
+      vm.close();
+    }));
+}
+
+test('copies spanning nothing invalid touch nothing; read-only ROM refuses writes', (t) =>
+  withKvm(t, () => {
+    const vm = newVm(4 * MiB);
+    const m = vm.memory;
+    const dst = new Uint8Array(8).fill(9);
+    t.throws(() => m.readInto(4 * MiB - 4, dst), isFault('out-of-range'));
+    t.deepEqual([...dst], [9, 9, 9, 9, 9, 9, 9, 9], 'a refused read leaves the destination untouched');
+    vm.createDevmem(0, 'bootrom', 0x10000);
+    vm.mapMemseg(0xffff_0000, 0, 0, 0x10000, 5);
+    t.throws(() => m.write(0xffff_0000, new Uint8Array(1)), isFault('out-of-range'), 'the RAM accessor does not serve ROM');
+    t.equal(m.viewAny(0xffff_0000, 16).byteLength, 16, 'the loader view reaches the ROM');
+    vm.unmapMemseg(0xffff_0000, 0x10000);
+    t.throws(() => m.viewAny(0xffff_0000, 16), isFault('out-of-range'), 'unmapped segment is gone from the map');
+    t.throws(() => vm.mapMemseg(0x1000, 0, 0, 0x1000, 5), /overlaps/, 'a segment cannot cover RAM');
+    vm.close();
+  }));
