@@ -4,6 +4,9 @@ import { ahciCdLegacyConfig, ahciHdLegacyConfig, ahciLegacyConfig } from './ahci
 import { blockLegacyConfig } from './block/config.js';
 import { amdHostbridgeLegacyConfig } from './hostbridge/config.js';
 import { genericLegacyConfig, type LegacyConfigParser } from './legacy-config.js';
+import type { PciDeviceFactory } from './device.js';
+import { createHostbridge } from './hostbridge/device.js';
+import { createLpc } from './lpc/device.js';
 import { netLegacyConfig } from './net/config.js';
 import { nvmeLegacyConfig } from './nvme/config.js';
 import { passthruLegacyConfig } from './passthru/config.js';
@@ -21,12 +24,14 @@ export interface PciEmulation {
   readonly alias?: string;
   /** turns the legacy option string into keys under pci.B.S.F */
   readonly legacyConfig: LegacyConfigParser;
+  /** the device model; emulations without one are recognised on the command line but cannot start yet */
+  readonly create?: PciDeviceFactory;
 }
 
 const emulations: readonly PciEmulation[] = [
-  { name: 'hostbridge', legacyConfig: genericLegacyConfig },
+  { name: 'hostbridge', legacyConfig: genericLegacyConfig, create: createHostbridge },
   { name: 'amd_hostbridge', alias: 'hostbridge', legacyConfig: amdHostbridgeLegacyConfig },
-  { name: 'lpc', legacyConfig: genericLegacyConfig },
+  { name: 'lpc', legacyConfig: genericLegacyConfig, create: createLpc },
   { name: 'ahci', legacyConfig: ahciLegacyConfig },
   { name: 'ahci-hd', alias: 'ahci', legacyConfig: ahciHdLegacyConfig },
   { name: 'ahci-cd', alias: 'ahci', legacyConfig: ahciCdLegacyConfig },
