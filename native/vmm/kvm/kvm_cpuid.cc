@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <sys/ioctl.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "vmm/kvm/kvm_flex.h"
@@ -62,29 +63,22 @@ std::vector<kvm_cpuid_entry2> TopologyCpuid(const std::vector<kvm_cpuid_entry2>&
           e.eax = (e.eax & 0x3fff) | ((sharing - 1) & 0xfff) << 14 | ((uint32_t(t.cores) - 1) & 0x3f) << 26;
         }
         break;
-      case 0xb:
-      case 0x1f:
-        // Extended topology: sub-leaf 0 the SMT level, 1 the core level, then invalid.
-        if (e.index == 0) {
-          e.eax = tb; e.ebx = t.threads; e.ecx = 1u << 8 | 0;
-        } else if (e.index == 1) {
-          e.eax = tb + cb; e.ebx = perPackage; e.ecx = 2u << 8 | 1;
-        } else {
-          e.eax = 0; e.ebx = 0; e.ecx = e.index & 0xff;
-        }
-        e.edx = apicId;
-        break;
       default:
         break;
     }
   }
-  // Make sure leaf 0xB exists with both levels even when the host does not list it.
-  bool has0b = false;
-  for (auto& e : out) has0b |= e.function == 0xb;
-  if (!has0b) {
+  // Extended topology (leaf 0xB, and 0x1F when the maximum basic leaf reaches it): KVM lists at most a
+  // host-shaped sub-leaf 0, so both are rebuilt: sub-leaf 0 the SMT level, 1 the core level, 2 invalid.
+  uint32_t maxBasic = 0;
+  for (const auto& e : out)
+    if (e.function == 0) maxBasic = e.eax;
+  out.erase(std::remove_if(out.begin(), out.end(), [](const kvm_cpuid_entry2& e) { return e.function == 0xb || e.function == 0x1f; }),
+            out.end());
+  for (uint32_t leaf : {0xbu, 0x1fu}) {
+    if (leaf > maxBasic) continue;
     for (uint32_t sub = 0; sub < 3; sub++) {
       kvm_cpuid_entry2 e{};
-      e.function = 0xb;
+      e.function = leaf;
       e.index = sub;
       e.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
       if (sub == 0) { e.eax = tb; e.ebx = t.threads; e.ecx = 1u << 8; }

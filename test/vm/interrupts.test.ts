@@ -1,0 +1,74 @@
+// Interrupt delivery into a running 64-bit guest through the in-kernel LAPIC and IOAPIC: an MSI from
+// a handler, then an IOAPIC pin pulse routed to another vector; plus argument checks on the calls.
+import test from 'tape';
+
+import { SuspendHow } from '../../src/vm/index.js';
+import { enterLongMode, load, newVm, withKvm } from './guest.js';
+
+// Guest layout: code 0x1000, handlers 0x1800 (vector 0x30) and 0x1900 (vector 0x31), IDT 0x4000, GDT 0x5000.
+// prettier-ignore
+const MAIN = [
+  0xbb, 0x00, 0x00, 0xe0, 0xfe,               // mov ebx, 0xfee00000 (LAPIC)
+  0xc7, 0x83, 0xf0, 0x00, 0x00, 0x00, 0xff, 0x01, 0x00, 0x00, // mov dword [rbx+0xf0], 0x1ff (SVR: enable)
+  0xb9, 0x00, 0x00, 0xc0, 0xfe,               // mov ecx, 0xfec00000 (IOAPIC)
+  0xc7, 0x01, 0x1a, 0x00, 0x00, 0x00,         // mov dword [rcx], 0x1a       (IOREGSEL: pin 5 low)
+  0xc7, 0x41, 0x10, 0x31, 0x00, 0x00, 0x00,   // mov dword [rcx+0x10], 0x31  (vector 0x31, edge, fixed, unmasked)
+  0xc7, 0x01, 0x1b, 0x00, 0x00, 0x00,         // mov dword [rcx], 0x1b       (pin 5 high)
+  0xc7, 0x41, 0x10, 0x00, 0x00, 0x00, 0x00,   // mov dword [rcx+0x10], 0     (destination APIC 0)
+  0xfb,                                       // sti
+  0xe6, 0x84,                                 // out 0x84, al  -> "ready": the test sends an MSI
+  0xf4,                                       // idle: hlt
+  0xeb, 0xfd,                                 // jmp idle
+];
+// prettier-ignore
+const handler = (vector: number) => [
+  0xb0, vector,                               // mov al, vector
+  0xe6, 0x85,                                 // out 0x85, al
+  0xc7, 0x83, 0xb0, 0x00, 0x00, 0x00, 0, 0, 0, 0, // mov dword [rbx+0xb0], 0 (EOI)
+  0x48, 0xcf,                                 // iretq
+];
+
+function gate(handlerAddr: number): number[] {
+  // 64-bit interrupt gate: offset, selector 8, type 0xe present
+  return [handlerAddr & 0xff, (handlerAddr >> 8) & 0xff, 8, 0, 0, 0x8e, (handlerAddr >> 16) & 0xff, (handlerAddr >> 24) & 0xff, 0, 0, 0, 0, 0, 0, 0, 0];
+}
+
+test('MSI and IOAPIC pin interrupts reach a 64-bit guest', (t) =>
+  withKvm(t, async () => {
+    const vm = newVm();
+    load(vm, 0x1000, MAIN);
+    load(vm, 0x1800, handler(0x30));
+    load(vm, 0x1900, handler(0x31));
+    load(vm, 0x4000 + 0x30 * 16, [...gate(0x1800), ...gate(0x1900)]);
+    // GDT: null, 64-bit code (selector 8), data (selector 16)
+    // prettier-ignore
+    load(vm, 0x5000, [0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0x9a, 0xaf, 0, 0xff, 0xff, 0, 0, 0, 0x92, 0xcf, 0]);
+    enterLongMode(vm, 0x1000);
+    const c = vm.vcpus[0]!;
+    c.setSregs({ ...c.getSregs(), idt: { base: 0x4000n, limit: 0x32 * 16 - 1 }, gdt: { base: 0x5000n, limit: 23 } });
+    const got: number[] = [];
+    vm.registerPio(0x84, 1, () => vm.lapicMsi(0xfee0_0000, 0x30)); // fixed, physical destination 0
+    vm.registerPio(0x85, 1, (_c, _p, _s, _w, v) => {
+      got.push(v);
+      if (v === 0x30) vm.ioapicPulseIrq(5);
+      else vm.suspend(SuspendHow.Poweroff);
+    });
+    const r = await vm.run();
+    t.deepEqual(r, { status: 1, error: '' }, 'the run ended by the second interrupt handler');
+    t.deepEqual(got, [0x30, 0x31], 'vector 0x30 from the MSI, then 0x31 from IOAPIC pin 5');
+    vm.close();
+  }));
+
+test('interrupt calls check their arguments', (t) =>
+  withKvm(t, () => {
+    const vm = newVm(1 << 20);
+    t.throws(() => vm.ioapicAssertIrq(24), /out of range/, 'IOAPIC pin 24 does not exist (KVM has 24 pins)');
+    t.throws(() => vm.isaAssertIrq(16, -1), /out of range/, 'ISA IRQ 16 does not exist');
+    t.throws(() => vm.isaSetIrqTrigger(0, 'level'), /cannot be level/, 'IRQ 0 is edge only');
+    t.doesNotThrow(() => vm.isaSetIrqTrigger(9, 'level'), 'IRQ 9 (SCI) can be level triggered');
+    t.doesNotThrow(() => vm.isaPulseIrq(4, 4), 'COM1 line pulses on both chips');
+    t.doesNotThrow(() => vm.isaPulseIrq(3, 11), 'different 8259 and IOAPIC inputs');
+    t.doesNotThrow(() => vm.setMsiRoute(64, 0xfee0_0000, 0x40), 'an MSI route for irqfd');
+    t.throws(() => vm.setMsiRoute(10, 0xfee0_0000, 0x40), /64\.\.4095/, 'MSI routes stay clear of the ISA/IOAPIC GSIs');
+    vm.close();
+  }));
