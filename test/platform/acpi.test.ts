@@ -1,7 +1,7 @@
 // Every ACPI table is disassembled by iasl (no warnings allowed), data tables are recompiled from that
 // disassembly and must come back byte-identical, and the DSDT is recompiled and executed in acpiexec.
 import test from 'tape';
-import { buildAcpiTables, acpiImage, type AcpiInput, type AcpiTables } from '../../src/platform/acpi/index.js';
+import { buildAcpiTables, acpiImage, type AcpiInput, type AcpiTables, type IntxRoute } from '../../src/platform/acpi/index.js';
 import { ACPI_BASE } from '../../src/vm/memmap.js';
 import { ACPICA_MISSING, Workdir, haveAcpica, problems } from './acpica.js';
 
@@ -70,7 +70,7 @@ test('ACPI: layout from 0xF2400 in bhyve order, aligned, checksums valid', (t) =
 });
 
 test('ACPI: a DSDT too large for the BIOS area is rejected', (t) => {
-  const intx = [];
+  const intx: IntxRoute[] = [];
   for (let slot = 0; slot < 32; slot++) for (let pin = 1; pin <= 4; pin++) intx.push({ slot, pin, pirqLink: 1 + ((slot + pin) % 8), gsi: 16 + ((slot + pin) % 8) });
   const w = { io: { base: 0x2000, limit: 0x3000 }, mem32: { base: 0xc000_0000, limit: 0xc100_0000 }, mem64: { base: 0x8_0000_0000, limit: 0x9_0000_0000 } };
   const buses = Array.from({ length: 200 }, (_, bus) => ({ bus, windows: w, intx }));
