@@ -1,0 +1,73 @@
+// The Machine that device models see (src/platform/machine.ts), implemented over a running Vm.
+import type { GuestMemoryAccess, IoSpace, InterruptController, Machine, MmioHandler, PortHandler, SuspendHow } from '../platform/machine.js';
+import { SuspendHow as VmSuspend, type Vm } from './vm.js';
+
+const SUSPEND: Record<SuspendHow, VmSuspend> = {
+  reset: VmSuspend.Reset,
+  poweroff: VmSuspend.Poweroff,
+  halt: VmSuspend.Halt,
+  triplefault: VmSuspend.TripleFault,
+};
+
+export class VmMachine implements Machine {
+  readonly io: IoSpace;
+  readonly irq: InterruptController;
+  readonly memory: GuestMemoryAccess;
+
+  constructor(private readonly vm: Vm) {
+    const ports = new Map<number, () => void>();
+    const mmio = new Map<number, () => void>();
+    this.io = {
+      registerPort(base: number, len: number, handler: PortHandler): void {
+        if (ports.has(base)) throw new Error(`ports 0x${base.toString(16)}+${len} are already claimed`);
+        ports.set(base, vm.registerPio(base, len, (_vcpu, port, size, write, value) => handler(write, port, size, value)));
+      },
+      unregisterPort(base: number): void {
+        ports.get(base)?.();
+        ports.delete(base);
+      },
+      registerMmio(base: number, len: number, handler: MmioHandler): void {
+        if (mmio.has(base)) throw new Error(`MMIO 0x${base.toString(16)}+${len} is already claimed`);
+        mmio.set(
+          base,
+          vm.registerMmio(base, len, (_vcpu, gpa, size, write, value) => {
+            if (size !== 8) return handler(write, gpa, size, Number(value)) >>> 0;
+            // 8-byte accesses reach devices as two dword accesses, low half first (as bhyve's pci_emul does).
+            const v = BigInt(value);
+            if (write) {
+              handler(true, gpa, 4, Number(v & 0xffffffffn));
+              handler(true, gpa + 4, 4, Number(v >> 32n));
+              return 0;
+            }
+            const lo = BigInt(handler(false, gpa, 4, 0) >>> 0);
+            const hi = BigInt(handler(false, gpa + 4, 4, 0) >>> 0);
+            return (hi << 32n) | lo;
+          }),
+        );
+      },
+      unregisterMmio(base: number): void {
+        mmio.get(base)?.();
+        mmio.delete(base);
+      },
+    };
+    this.irq = {
+      msi: (addr, data) => vm.lapicMsi(addr, data),
+      ioapicAssert: (pin) => vm.ioapicAssertIrq(pin),
+      ioapicDeassert: (pin) => vm.ioapicDeassertIrq(pin),
+      ioapicPulse: (pin) => vm.ioapicPulseIrq(pin),
+      isaAssert: (irq, pin) => vm.isaAssertIrq(irq, pin),
+      isaDeassert: (irq, pin) => vm.isaDeassertIrq(irq, pin),
+      isaPulse: (irq, pin) => vm.isaPulseIrq(irq, pin),
+      setIsaTrigger: (irq, level) => vm.isaSetIrqTrigger(irq, level ? 'level' : 'edge'),
+      ioapicPins: vm.ioapicPincount,
+    };
+    this.memory = {
+      read: (gpa, len) => vm.memory.read(gpa, len),
+      write: (gpa, data) => vm.memory.write(gpa, data),
+    };
+  }
+
+  suspend(how: SuspendHow): void {
+    this.vm.suspend(SUSPEND[how]);
+  }
+}
