@@ -58,6 +58,8 @@ test('ACPI: layout from 0xF2400 in bhyve order, aligned, checksums valid', (t) =
       t.equal(sum8(tb.bytes), 0, `${tb.signature} checksum`);
       t.equal(tb.bytes.readUInt32LE(4), tb.bytes.length, `${tb.signature} length field`);
     }
+    for (const c of tb.checksums) t.equal(sum8(tb.bytes.subarray(c.start, c.start + c.length)), 0, `${tb.signature} checksum at ${c.offset} holds`);
+    t.equal(tb.checksums.length, tb.signature === 'FACS' ? 0 : tb.signature === 'RSD PTR ' ? 2 : 1, `${tb.signature} checksum count`);
     for (const p of tb.pointers) {
       const v = p.size === 4 ? tb.bytes.readUInt32LE(p.offset) : Number(tb.bytes.readBigUInt64LE(p.offset));
       t.equal(v, get(a, p.target).gpa, `${tb.signature}+${p.offset} points at ${p.target}`);

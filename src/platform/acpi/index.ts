@@ -35,12 +35,21 @@ export interface TablePointer {
   target: string;
 }
 
+/** A checksum byte at `offset` covering [start, start + length) of the table, for the table loader. */
+export interface TableChecksum {
+  offset: number;
+  start: number;
+  length: number;
+}
+
 export interface AcpiTable {
   /** 'RSD PTR ' for the RSDP, else the 4-character signature (FACP for the FADT, APIC for the MADT). */
   signature: string;
   gpa: number;
   bytes: Buffer;
   pointers: TablePointer[];
+  /** Empty for the FACS, which has none. */
+  checksums: TableChecksum[];
 }
 
 export interface AcpiTables {
@@ -98,6 +107,7 @@ export function buildAcpiTables(input: AcpiInput, base = ACPI_BASE): AcpiTables 
     gpa: gpa(signature),
     bytes,
     pointers,
+    checksums: checksumsOf(signature, bytes.length),
   });
   const tables: AcpiTable[] = [
     table('RSD PTR ', buildRsdp(gpa('RSDT'), gpa('XSDT')), [
@@ -115,6 +125,17 @@ export function buildAcpiTables(input: AcpiInput, base = ACPI_BASE): AcpiTables 
     table('DSDT', dsdt),
   ];
   return { tables, rsdp: gpa('RSD PTR '), end: cursor };
+}
+
+function checksumsOf(signature: string, length: number): TableChecksum[] {
+  if (signature === 'FACS') return [];
+  if (signature === 'RSD PTR ') {
+    return [
+      { offset: 8, start: 0, length: 20 },
+      { offset: 32, start: 0, length },
+    ];
+  }
+  return [{ offset: 9, start: 0, length }];
 }
 
 /** The whole ACPI area as one image starting at `tables.tables[0].gpa`, padding zero-filled. */
