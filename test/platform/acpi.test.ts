@@ -285,3 +285,36 @@ test('ACPI: an empty bus 0 and a second root bridge', (t) => {
   }
   t.end();
 });
+
+test('ACPI: a large DSDT (multi-byte PkgLengths) still disassembles and runs', (t) => {
+  if (!acpica) {
+    t.fail(ACPICA_MISSING);
+    t.end();
+    return;
+  }
+  const buses = Array.from({ length: 6 }, (_, bus) => ({
+    bus,
+    windows: {
+      io: { base: 0x2000 + bus * 0x1000, limit: 0x3000 + bus * 0x1000 },
+      mem32: { base: 0xc000_0000 + bus * 0x100_0000, limit: 0xc100_0000 + bus * 0x100_0000 },
+      mem64: { base: 0x8_0000_0000 + bus * 0x2000_0000, limit: 0x8_2000_0000 + bus * 0x2000_0000 },
+    },
+    intx: Array.from({ length: 32 }, (_, slot) => ({ slot, pin: 1 + (slot % 4), pirqLink: 1 + ((slot + bus) % 8), gsi: 16 + ((slot + bus) % 8) })),
+  }));
+  const a = buildAcpiTables(input(4, { buses }));
+  const dsdt = get(a, 'DSDT').bytes;
+  t.ok(dsdt.length > 0x1000, `DSDT is ${dsdt.length} bytes, past the 2-byte PkgLength range for _SB`);
+  const w = new Workdir();
+  try {
+    const { dsl, run } = w.disassemble('dsdt', dsdt);
+    t.deepEqual(problems(run.output), [], 'iasl -d clean');
+    t.deepEqual(problems(w.compile('dsdt.dsl').output), [], 'recompiles clean');
+    t.equal((dsl.match(/Device \(PC0[0-5]\)/g) ?? []).length, 6, 'six root bridges');
+    w.write('big.aml.bin', dsdt);
+    const x = w.acpiexec(['evaluate \\_PIC 1', 'evaluate \\_SB.PC05._PRT'], ['big.aml.bin']);
+    t.ok(/\\_SB\.PC05\._PRT returned[^\n]*\n\s*\[Package\] Contains 32 Elements/.test(x.output), 'PC05._PRT has 32 entries');
+  } finally {
+    w.remove();
+  }
+  t.end();
+});
