@@ -113,9 +113,21 @@ ${descBytes === 8 ? '.quad pvh_start' : '.long pvh_start'}
 .code32
 .globl pvh_start
 pvh_start:
-  mov $0x3f8, %dx
-  mov $0x50, %al
-  out %al, %dx
+  # Report over port 0x500 (dwords): start_info magic, 4 command-line bytes, 4 .data bytes, a bss dword,
+  # a value through the stack; then halt with interrupts off.
+  mov $0x500, %dx
+  mov (%ebx), %eax
+  out %eax, %dx
+  mov 24(%ebx), %esi
+  mov (%esi), %eax
+  out %eax, %dx
+  mov marker, %eax
+  out %eax, %dx
+  mov bss_start, %eax
+  out %eax, %dx
+  push $0x12345678
+  pop %eax
+  out %eax, %dx
 1: hlt
   jmp 1b
 .data
@@ -152,7 +164,19 @@ const MB_ELF_ASM = `
 .code32
 .globl mb_start
 mb_start:
-  cli
+  # Report over port 0x500: eax (the loader magic), the info flags, 4 command-line bytes, 4 .data bytes,
+  # a bss dword; then halt with interrupts off.
+  mov $0x500, %dx
+  out %eax, %dx
+  mov (%ebx), %eax
+  out %eax, %dx
+  mov 16(%ebx), %esi
+  mov (%esi), %eax
+  out %eax, %dx
+  mov marker, %eax
+  out %eax, %dx
+  mov bss_start, %eax
+  out %eax, %dx
 1: hlt
   jmp 1b
 .data
@@ -196,7 +220,17 @@ mb_header:
 .long entry
 .globl entry
 entry:
-  cli
+  mov $0x500, %dx
+  out %eax, %dx
+  mov (%ebx), %eax
+  out %eax, %dx
+  mov 16(%ebx), %esi
+  mov (%esi), %eax
+  out %eax, %dx
+  mov marker, %eax
+  out %eax, %dx
+  mov load_end, %eax
+  out %eax, %dx
 1: hlt
   jmp 1b
 .data
