@@ -54,6 +54,8 @@ class ExitChannel {
   // vCPU side: publish the request in `s` and block until the main thread answered it. `stopping`
   // lets the wait end when the VM is torn down without a main thread.
   void Call(ExitSlot* s);
+  // Teardown without a main thread: every waiting and future Call returns at once with kResultAbort.
+  void Shutdown();
   // Wakes the main thread unconditionally (the last vCPU stopped).
   void NotifyAlways() { if (notify_) notify_(); }
 
@@ -72,6 +74,7 @@ class ExitChannel {
   int next_ = 0;
   std::atomic<bool> pumping_{false};
   std::atomic<bool> attention_{false};
+  std::atomic<bool> shutdown_{false};
   std::function<void()> notify_;
 };
 

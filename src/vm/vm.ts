@@ -305,6 +305,7 @@ export class Vm {
         return;
       }
       r.channel.dispatch(i);
+      if (this.closed) return; // a handler closed the VM; its threads are gone
       done = i;
       if ((n & 31) === 0 && performance.now() - t0 > r.sliceMs) {
         nat.release(done);

@@ -91,3 +91,17 @@ for (const strict of [true, false]) {
       vm.close();
     }));
 }
+
+test('close() from inside a handler tears the running VM down; run() resolves with status 4', (t) =>
+  withKvm(t, async () => {
+    const vm = newVm();
+    load(vm, 0x1000, [0xe6, 0x80, 0xeb, 0xfc]); // out 0x80, al; jmp back
+    let calls = 0;
+    vm.registerPio(0x80, 1, () => {
+      if (++calls === 3) vm.close();
+    });
+    enterRealMode(vm, 0x1000);
+    const r = await vm.run();
+    t.deepEqual(r, { status: 4, error: 'VM closed while running' }, 'status 4 with the reason');
+    t.equal(calls, 3, 'no handler ran after close');
+  }));

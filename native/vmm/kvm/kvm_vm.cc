@@ -116,6 +116,7 @@ Status Vm::Create(const std::string& name, const std::string& lockDir, std::uniq
 Vm::~Vm() {
   if (started_) {
     Suspend(SuspendHow::kError);
+    channel_.Shutdown();  // no main thread will answer pending exits any more
     std::string ignored;
     Join(&ignored);
   }

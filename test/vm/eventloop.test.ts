@@ -1,0 +1,68 @@
+// While vCPUs run, the JavaScript event loop keeps running timers: both when the guest is idle in HLT
+// and when it floods the main thread with exits. Two vCPUs: the BSP starts the AP with INIT/SIPI.
+import test from 'tape';
+
+import { SuspendHow } from '../../src/vm/index.js';
+import { enterLongMode, enterRealMode, load, newVm, withKvm } from './guest.js';
+
+test('timers fire while the guest idles in HLT with interrupts enabled', (t) =>
+  withKvm(t, async () => {
+    const vm = newVm();
+    load(vm, 0x1000, [0xfb, 0xf4, 0xeb, 0xfd]); // sti; hlt; jmp back
+    enterRealMode(vm, 0x1000);
+    let ticks = 0;
+    const iv = setInterval(() => ticks++, 10);
+    setTimeout(() => vm.suspend(SuspendHow.Poweroff), 150);
+    const r = await vm.run();
+    clearInterval(iv);
+    t.deepEqual(r, { status: 1, error: '' }, 'suspended by the timer');
+    t.ok(ticks >= 5, `an interval timer ticked ${ticks} times meanwhile`);
+    vm.close();
+  }));
+
+test('timers fire while the guest floods JS with port exits', (t) =>
+  withKvm(t, async () => {
+    const vm = newVm();
+    load(vm, 0x1000, [0xe6, 0x80, 0xeb, 0xfc]); // out 0x80, al; jmp back
+    let exits = 0;
+    vm.registerPio(0x80, 1, () => {
+      exits++;
+    });
+    enterRealMode(vm, 0x1000);
+    let ticks = 0;
+    const iv = setInterval(() => ticks++, 10);
+    setTimeout(() => vm.suspend(SuspendHow.Reset), 200);
+    const r = await vm.run();
+    clearInterval(iv);
+    t.equal(r.status, 0, 'suspended by the timer');
+    t.ok(exits > 100, `${exits} exits handled`);
+    t.ok(ticks >= 5, `an interval timer ticked ${ticks} times meanwhile`);
+    vm.close();
+  }));
+
+test('two vCPUs: INIT/SIPI starts the AP; status 2 only once both halt with interrupts off', (t) =>
+  withKvm(t, async () => {
+    const vm = newVm(16 * 1024 * 1024, 2);
+    // BSP (64-bit): INIT then SIPI to all-but-self through the LAPIC ICR, then cli; hlt.
+    // prettier-ignore
+    load(vm, 0x1000, [
+      0xbb, 0x00, 0x00, 0xe0, 0xfe,                               // mov ebx, 0xfee00000
+      0xc7, 0x83, 0x00, 0x03, 0x00, 0x00, 0x00, 0x45, 0x0c, 0x00, // mov dword [rbx+0x300], 0xc4500 (INIT, all but self)
+      0xc7, 0x83, 0x00, 0x03, 0x00, 0x00, 0x03, 0x46, 0x0c, 0x00, // mov dword [rbx+0x300], 0xc4603 (SIPI vector 3 -> 0x3000)
+      0xe6, 0x86,                                                 // out 0x86, al (BSP checkpoint)
+      0xfa, 0xf4, 0xeb, 0xfd,                                     // cli; hlt; jmp back
+    ]);
+    // AP (real mode at 0x3000): report, then cli; hlt.
+    load(vm, 0x3000, [0xe6, 0x86, 0xfa, 0xf4, 0xeb, 0xfd]);
+    const who: number[] = [];
+    vm.registerPio(0x86, 1, (vcpu) => {
+      who.push(vcpu);
+    });
+    enterLongMode(vm, 0x1000);
+    const t0 = Date.now();
+    const r = await vm.run({ cpusets: [[0], [1]] });
+    t.deepEqual(r, { status: 2, error: '' }, 'status 2 after both halted');
+    t.deepEqual([...who].sort(), [0, 1], 'both vCPUs reached their checkpoint');
+    t.comment(`run took ${Date.now() - t0} ms`);
+    vm.close();
+  }));
