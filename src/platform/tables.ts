@@ -4,6 +4,7 @@
 import { MPTABLE_BASE, SMBIOS_BASE, ACPI_BASE, type MemoryLayout } from '../vm/memmap.js';
 import { acpiImage, buildAcpiTables, type AcpiTables, type ComPort, type PciRootBridge } from './acpi/index.js';
 import { PM } from './acpi/fadt.js';
+import { buildFwCfgAcpi, type FwCfgAcpi } from './acpi/loader.js';
 import { e820FromLayout, e820Reserve, encodeE820, type E820Entry, type E820Type } from './e820.js';
 import { buildMpTable } from './mptable.js';
 import { buildSmbios, smbiosUuidFromName, type SmbiosStrings } from './smbios.js';
@@ -52,6 +53,8 @@ export interface FirmwareTables {
   e820Bytes: Buffer;
   /** Every ACPI table with its address and pointer fields, for fw_cfg (etc/acpi/tables, table-loader). */
   acpi: AcpiTables;
+  /** The same tables as fw_cfg files: etc/acpi/rsdp, etc/acpi/tables and the etc/table-loader script. */
+  acpiFwCfg: FwCfgAcpi;
   /** The UUID placed in SMBIOS type 1. */
   uuid: string;
 }
@@ -99,7 +102,7 @@ export function buildFirmwareTables(d: PlatformDescription): FirmwareTables {
 
   let e820 = e820FromLayout(d.memory);
   for (const r of d.e820Reservations ?? []) e820 = e820Reserve(e820, r.base, r.length, r.type);
-  return { blobs, e820, e820Bytes: encodeE820(e820), acpi, uuid };
+  return { blobs, e820, e820Bytes: encodeE820(e820), acpi, acpiFwCfg: buildFwCfgAcpi(acpi), uuid };
 }
 
 /** The MP table may grow into SMBIOS with many vCPUs; refuse instead of overwriting. */
