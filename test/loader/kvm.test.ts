@@ -1,9 +1,13 @@
 // Boot plans run under KVM: the toolchain-built PVH and Multiboot kernels report what they see in their
 // entry registers and memory over port 0x500, then halt with interrupts off. Skips without /dev/kvm.
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import test from 'tape';
 import type { BootPlan } from '../../src/loader/index.js';
 import { applyBootPlan, planDirectBoot } from '../../src/loader/index.js';
+import { e820FromLayout } from '../../src/platform/e820.js';
 import type { Vm } from '../../src/vm/index.js';
+import { SuspendHow } from '../../src/vm/index.js';
 import { loadAddon } from '../../src/native.js';
 import { newVm, withKvm } from '../vm/guest.js';
 import { bhyveE820 } from './guest-memory.js';
@@ -68,4 +72,37 @@ test('KVM: Multiboot kernels start with eax = 0x2BADB002 and the info block in e
     t.deepEqual(aout.reports, [0x2badb002, 0x1 | 0x4 | 0x8 | 0x40 | 0x200, le32('aout'), le32('TSBH'), 0],
       'a.out kludge: magic, info flags, command line, data and a zero bss');
     aout.vm.close();
+  }));
+
+// The project's own freestanding guest (firmware/testguest, a PVH ELF) confirms over COM1 that it found
+// a valid hvm_start_info and our command line. COM1 is a stub here: transmit captured, LSR always ready.
+const TESTGUEST = fileURLToPath(new URL('../../firmware/testguest/out/testguest.elf', import.meta.url));
+
+test('KVM: firmware/testguest boots through the PVH plan', { skip: missing !== undefined }, (t) =>
+  withKvm(t, async () => {
+    if (!existsSync(TESTGUEST)) {
+      t.comment(`SKIP: ${TESTGUEST} is not built (make -C firmware/testguest)`);
+      return;
+    }
+    const vm = newVm(128 * MiB);
+    const layout = vm.memory.layout;
+    const plan = planDirectBoot({
+      kernel: new Uint8Array(readFileSync(TESTGUEST)), cmdline: 'loader-check', layout, e820: e820FromLayout(layout),
+    });
+    t.equal(plan.format, 'pvh-elf', 'testguest is a PVH ELF');
+    applyBootPlan(plan, vm.memory, vm.vcpus[0]!);
+    let out = '';
+    vm.registerPio(0x3f8, 8, (_c, port, _size, write, value) => {
+      if (write && port === 0x3f8) {
+        out += String.fromCharCode(value & 0xff);
+        if (out.includes('\n') && /TESTGUEST READY/.test(out)) vm.suspend(SuspendHow.Halt);
+        return;
+      }
+      return port === 0x3fd ? 0x60 : 0;
+    });
+    const stop = setTimeout(() => vm.suspend(SuspendHow.Halt), 20_000);
+    await vm.run();
+    clearTimeout(stop);
+    vm.close();
+    t.match(out, /TESTGUEST READY start_info=ok cmdline="loader-check"/, 'the guest read start_info and the command line');
   }));
