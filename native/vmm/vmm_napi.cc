@@ -2,7 +2,9 @@
 // error codes; the typed API is src/vm/*.ts. Every failure comes back as a thrown Error whose message
 // starts with "E<errno>:" so the TS side can map it to a typed VmmError.
 #include <napi.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -532,6 +534,41 @@ class VmWrap : public Napi::ObjectWrap<VmWrap> {
   std::vector<std::shared_ptr<vmm::SinkDevice>> sinks_;
 };
 
+// eventfd helpers: the TS side creates the notification handles it passes to irqfd/ioeventfd and to
+// native data-path workers (Node has no eventfd API).
+Napi::Value EventfdCreate(const Napi::CallbackInfo& info) {
+  int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) {
+    Throw(info.Env(), {errno, std::string("eventfd: ") + std::strerror(errno)});
+    return {};
+  }
+  return Napi::Number::New(info.Env(), fd);
+}
+// Returns the counter and resets it, or 0 when it was 0.
+Napi::Value EventfdRead(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!IntArg(info, 0, &fd)) return {};
+  uint64_t v = 0;
+  if (read(fd, &v, sizeof v) != sizeof v) {
+    if (errno == EAGAIN) return Napi::Number::New(info.Env(), 0);
+    Throw(info.Env(), {errno, std::string("eventfd read: ") + std::strerror(errno)});
+    return {};
+  }
+  return Napi::Number::New(info.Env(), double(v));
+}
+Napi::Value EventfdWrite(const Napi::CallbackInfo& info) {
+  int fd;
+  uint64_t v;
+  if (!IntArg(info, 0, &fd) || !U64Arg(info, 1, &v)) return {};
+  if (write(fd, &v, sizeof v) != sizeof v) Throw(info.Env(), {errno, std::string("eventfd write: ") + std::strerror(errno)});
+  return {};
+}
+Napi::Value EventfdClose(const Napi::CallbackInfo& info) {
+  int fd;
+  if (IntArg(info, 0, &fd) && close(fd) != 0) Throw(info.Env(), {errno, std::string("close: ") + std::strerror(errno)});
+  return {};
+}
+
 }  // namespace
 
 vmm::Vm* UnwrapVm(Napi::Value v) {
@@ -547,6 +584,10 @@ vmm::Vm* UnwrapVm(Napi::Value v) {
 Napi::Object VmmExports(Napi::Env env) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("NativeVm", VmWrap::Define(env));
+  o.Set("eventfd", Napi::Function::New(env, EventfdCreate, "eventfd"));
+  o.Set("eventfdRead", Napi::Function::New(env, EventfdRead, "eventfdRead"));
+  o.Set("eventfdWrite", Napi::Function::New(env, EventfdWrite, "eventfdWrite"));
+  o.Set("eventfdClose", Napi::Function::New(env, EventfdClose, "eventfdClose"));
   return o;
 }
 

@@ -5,6 +5,7 @@ export { Vcpu, VcpuCap } from './vcpu.js';
 export { GuestMemory, MAX_VIEW } from './guest-memory.js';
 export type { PioHandler, MmioHandler } from './exit-channel.js';
 export { VmmError, GuestMemoryError } from './errors.js';
+export { EventFd } from './eventfd.js';
 export type { GuestMemoryFault } from './errors.js';
 export type { Regs, Sregs, Segment, DescriptorTable } from './registers.js';
 export * from './memmap.js';

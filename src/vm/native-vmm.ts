@@ -49,6 +49,10 @@ export interface NativeVm {
 
 interface VmmExports {
   NativeVm: new (name: string, lockDir: string) => NativeVm;
+  eventfd(): number;
+  eventfdRead(fd: number): number;
+  eventfdWrite(fd: number, n: number): void;
+  eventfdClose(fd: number): void;
 }
 
 export function nativeVmm(): VmmExports {

@@ -2,7 +2,7 @@
 // a handler, then an IOAPIC pin pulse routed to another vector; plus argument checks on the calls.
 import test from 'tape';
 
-import { SuspendHow } from '../../src/vm/index.js';
+import { EventFd, SuspendHow } from '../../src/vm/index.js';
 import { enterLongMode, load, newVm, withKvm } from './guest.js';
 
 // Guest layout: code 0x1000, handlers 0x1800 (vector 0x30) and 0x1900 (vector 0x31), IDT 0x4000, GDT 0x5000.
@@ -56,6 +56,60 @@ test('MSI and IOAPIC pin interrupts reach a 64-bit guest', (t) =>
     const r = await vm.run();
     t.deepEqual(r, { status: 1, error: '' }, 'the run ended by the second interrupt handler');
     t.deepEqual(got, [0x30, 0x31], 'vector 0x30 from the MSI, then 0x31 from IOAPIC pin 5');
+    vm.close();
+  }));
+
+function setupIdt(vm: ReturnType<typeof newVm>): void {
+  load(vm, 0x1800, handler(0x30));
+  load(vm, 0x4000 + 0x30 * 16, gate(0x1800));
+  // prettier-ignore
+  load(vm, 0x5000, [0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0x9a, 0xaf, 0, 0xff, 0xff, 0, 0, 0, 0x92, 0xcf, 0]);
+  enterLongMode(vm, 0x1000);
+  const c = vm.vcpus[0]!;
+  c.setSregs({ ...c.getSregs(), idt: { base: 0x4000n, limit: 0x31 * 16 - 1 }, gdt: { base: 0x5000n, limit: 23 } });
+}
+
+test('ioeventfd absorbs port writes without exits; irqfd on an MSI route interrupts the guest', (t) =>
+  withKvm(t, async () => {
+    const vm = newVm();
+    // prettier-ignore
+    load(vm, 0x1000, [
+      0xbb, 0x00, 0x00, 0xe0, 0xfe,                               // mov ebx, 0xfee00000
+      0xc7, 0x83, 0xf0, 0x00, 0x00, 0x00, 0xff, 0x01, 0x00, 0x00, // SVR: enable the LAPIC
+      0xfb,                                                       // sti
+      0xe6, 0xe2, 0xe6, 0xe2, 0xe6, 0xe2, 0xe6, 0xe2, 0xe6, 0xe2, // 5 x out 0xe2, al (ioeventfd)
+      0xe6, 0x84,                                                 // out 0x84, al
+      0xf4, 0xeb, 0xfd,                                           // hlt; jmp back
+    ]);
+    setupIdt(vm);
+    const notify = new EventFd();
+    const irq = new EventFd();
+    vm.ioeventfd(notify.fd, { addr: 0xe2, len: 1, pio: true });
+    vm.setMsiRoute(64, 0xfee0_0000, 0x30);
+    vm.irqfd(irq.fd, 64);
+    let seenE2 = 0;
+    vm.registerPio(0xe2, 1, () => {
+      seenE2++;
+    });
+    let counted = -1;
+    vm.registerPio(0x84, 1, () => {
+      counted = notify.take();
+      irq.signal();
+    });
+    const vectors: number[] = [];
+    vm.registerPio(0x85, 1, (_c, _p, _s, _w, v) => {
+      vectors.push(v);
+      vm.suspend(SuspendHow.Poweroff);
+    });
+    const r = await vm.run();
+    t.deepEqual(r, { status: 1, error: '' }, 'ended by the interrupt handler');
+    t.equal(counted, 5, 'the eventfd counted the 5 writes');
+    t.equal(seenE2, 0, 'none of them exited to the port handler');
+    t.deepEqual(vectors, [0x30], 'the irqfd signal arrived as vector 0x30 through the MSI route');
+    vm.irqfd(irq.fd, 64, true);
+    vm.ioeventfd(notify.fd, { addr: 0xe2, len: 1, pio: true, deassign: true });
+    notify.close();
+    irq.close();
     vm.close();
   }));
 
