@@ -10,6 +10,7 @@ import type { Vm } from '../../src/vm/index.js';
 import { SuspendHow } from '../../src/vm/index.js';
 import { loadAddon } from '../../src/native.js';
 import { newVm, withKvm } from '../vm/guest.js';
+import { debianBzImage } from './fixtures.js';
 import { bhyveE820 } from './guest-memory.js';
 import { buildAoutKernel, buildMultibootElf, buildPvhKernel, toolchainMissing } from './toolchain.js';
 
@@ -106,3 +107,37 @@ test('KVM: firmware/testguest boots through the PVH plan', { skip: missing !== u
     vm.close();
     t.match(out, /TESTGUEST READY start_info=ok cmdline="loader-check"/, 'the guest read start_info and the command line');
   }));
+
+// Unmodified Linux only crawls on this host's nested KVM (docs: design.md "Testing layers"), so the real
+// bzImage is run for a few seconds only: a wrong entry state (GDT, page tables, CS) triple-faults at
+// once, while a right one leaves the decompressor running inside the kernel's init_size area.
+test('KVM: the Debian bzImage runs from its 64-bit entry without faulting', { skip: missing !== undefined }, (t) =>
+  withKvm(t, async () => {
+    const fx = debianBzImage();
+    if ('skip' in fx) {
+      t.comment(`SKIP real bzImage: ${fx.skip}`);
+      return;
+    }
+    const vm = newVm(256 * MiB);
+    const layout = vm.memory.layout;
+    const plan = planDirectBoot({
+      kernel: new Uint8Array(readFileSync(fx.path)), cmdline: 'console=ttyS0', layout, e820: e820FromLayout(layout),
+    });
+    applyBootPlan(plan, vm.memory, vm.vcpus[0]!);
+    const kernel = plan.writes.find((w) => w.what === 'kernel')!;
+    const initSize = readInitSize(plan);
+    vm.registerPio(0x3f8, 8, (_c, port, _size, write) => (write ? undefined : port === 0x3fd ? 0x60 : 0));
+    const stop = setTimeout(() => vm.suspend(SuspendHow.Halt), 3000);
+    const r = await vm.run();
+    clearTimeout(stop);
+    const rip = Number(vm.vcpus[0]!.getRegs().rip);
+    vm.close();
+    t.equal(r.status, 2, 'still running when stopped (no triple fault, status 2 from our halt)');
+    t.ok(rip >= kernel.gpa && rip < kernel.gpa + initSize, `rip 0x${rip.toString(16)} inside the kernel's init_size area`);
+  }));
+
+/** init_size from the zero page the plan wrote (boot_params 0x260). */
+function readInitSize(plan: BootPlan): number {
+  const zp = plan.writes.find((w) => w.what === 'zero page')!;
+  return new DataView(zp.bytes.buffer, zp.bytes.byteOffset).getUint32(0x260, true);
+}
