@@ -1,6 +1,6 @@
 #include "console.h"
 #include "uart.h"
-#include "../arch/x86.h"
+#include "timer.h"
 
 void console_init(void) { uart_init(COM1_PORT); }
 
@@ -15,6 +15,10 @@ void console_write(const char *s) {
 
 int console_getc(void) {
 	int c;
-	while ((c = uart_getc_nowait(COM1_PORT)) < 0) cpu_relax();
+	/*
+	 * Pause between polls without exiting: back-to-back LSR reads keep QEMU's vCPU thread
+	 * holding its global lock, and its main loop then never delivers the typed input.
+	 */
+	while ((c = uart_getc_nowait(COM1_PORT)) < 0) timer_delay_us(500);
 	return c;
 }

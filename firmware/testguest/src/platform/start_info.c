@@ -19,6 +19,23 @@ int start_info_memmap(const struct hvm_memmap_entry **entries) {
 	return (int)si->memmap_entries;
 }
 
+/*
+ * Installed memory is a run of adjacent entries starting with RAM: firmware may carve
+ * reserved or ACPI blocks out of the top of RAM (SeaBIOS keeps its tables in the last
+ * 132 KiB below lowmem), and those are still RAM as far as CMOS and fw_cfg are concerned.
+ */
+static uint64_t run_end(const struct hvm_memmap_entry *e, int n, uint64_t from) {
+	uint64_t end = from;
+	for (int grew = 1; grew;) {
+		grew = 0;
+		for (int i = 0; i < n; i++) {
+			if (e[i].type < 1 || e[i].type > 4) continue;
+			if (e[i].addr <= end && e[i].addr + e[i].size > end) { end = e[i].addr + e[i].size; grew = 1; }
+		}
+	}
+	return end;
+}
+
 void memmap_ram_split(uint64_t *lowmem_end, uint64_t *highmem_bytes) {
 	const struct hvm_memmap_entry *e;
 	int n = start_info_memmap(&e);
@@ -28,10 +45,11 @@ void memmap_ram_split(uint64_t *lowmem_end, uint64_t *highmem_bytes) {
 	for (int i = 0; i < n; i++) {
 		if (e[i].type != MEMMAP_RAM) continue;
 		uint64_t start = e[i].addr, end = e[i].addr + e[i].size;
-		if (start < four_gib) {
-			uint64_t low_end = end < four_gib ? end : four_gib;
-			if (low_end > *lowmem_end) *lowmem_end = low_end;
+		/* The run that holds 1 MiB is low memory; the run starting at 4 GiB is high memory. */
+		if (start <= 0x100000 && end > 0x100000) {
+			uint64_t low = run_end(e, n, end);
+			*lowmem_end = low < four_gib ? low : four_gib;
 		}
-		if (end > four_gib) *highmem_bytes += end - (start > four_gib ? start : four_gib);
+		if (start == four_gib) *highmem_bytes = run_end(e, n, end) - four_gib;
 	}
 }

@@ -45,6 +45,6 @@ const struct hvm_start_info *start_info(void);
 const char *start_info_cmdline(void);
 /* Memory map entries (0 when version 0 or absent). */
 int start_info_memmap(const struct hvm_memmap_entry **entries);
-/* RAM end below 4 GiB (bhyve's lowmem) and RAM bytes above 4 GiB (highmem). */
+/* Installed RAM: end of low memory (bhyve's lowmem) and bytes from 4 GiB up (highmem). */
 void memmap_ram_split(uint64_t *lowmem_end, uint64_t *highmem_bytes);
 #endif

@@ -1,0 +1,9 @@
+/*
+ * Registered PCI drivers, tried in this order. Device drivers (virtio-blk, nvme, ahci, ...)
+ * add their `extern const struct pci_driver` and one entry here.
+ */
+#include "driver.h"
+
+const struct pci_driver *const pci_drivers[] = {
+	0,
+};

@@ -1,0 +1,22 @@
+#include "suite.h"
+#include "../lib/string.h"
+
+extern const struct suite suite_platform, suite_uart, suite_rtc, suite_pmtimer, suite_hpet,
+	suite_irq, suite_power;
+
+const struct suite *const suites[] = {
+	&suite_platform,
+	&suite_uart,
+	&suite_rtc,
+	&suite_pmtimer,
+	&suite_hpet,
+	&suite_irq,
+	&suite_power,
+	0,
+};
+
+const struct suite *suite_find(const char *name) {
+	for (int i = 0; suites[i]; i++)
+		if (strcmp(suites[i]->name, name) == 0) return suites[i];
+	return 0;
+}
