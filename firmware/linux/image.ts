@@ -10,6 +10,7 @@ import {
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { unpackBzImage } from './bzimage.js';
 import { cpioArchive, type CpioEntry } from './cpio.js';
 import { candidateVersions, newestKernelPackage, unpackPackage, type UnpackedPackage } from './debian.js';
 import { neededLibraries } from './elf.js';
@@ -63,7 +64,7 @@ export interface LinuxImage {
   packages: Record<string, string>;
 }
 
-const builderSources = ['image.ts', 'cpio.ts', 'modules.ts', 'elf.ts'];
+const builderSources = ['image.ts', 'cpio.ts', 'modules.ts', 'elf.ts', 'bzimage.ts'];
 const here = dirname(fileURLToPath(import.meta.url));
 
 function hashInputs(spec: ImageSpec, packages: Record<string, string>): string {
@@ -213,18 +214,6 @@ export function buildImage(spec: ImageSpec): LinuxImage {
   pruneOld(join(cacheRoot, spec.cacheDir), key);
   progress(`image ready in ${dir}`);
   return image;
-}
-
-// Debian's amd64 kernels are xz-compressed (CONFIG_KERNEL_XZ); the payload is one xz stream.
-const xzMagic = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
-
-/** The vmlinux ELF inside a bzImage (found by its xz stream), decompressed with xz(1). */
-export function unpackBzImage(bzImage: Buffer): Buffer {
-  const at = bzImage.indexOf(xzMagic);
-  if (at < 0) throw new ImageError('no xz stream in the bzImage (only xz-compressed kernels are supported)');
-  const elf = execFileSync('xz', ['-dc', '--single-stream'], { input: bzImage.subarray(at), maxBuffer: 1 << 30 });
-  if (elf.readUInt32BE(0) !== 0x7f454c46) throw new ImageError('the bzImage payload is not an ELF file');
-  return elf;
 }
 
 /** Older images of the same kind are useless once their inputs changed; keep the cache small. */

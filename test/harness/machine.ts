@@ -223,13 +223,13 @@ export class TestMachine implements Machine {
   in(port: number, size: PortSize = 1): number {
     const c = findClaim(this.io.ports, port);
     if (!c) return ONES[size]!;
-    return (c.handler(false, port, size, 0) >>> 0) & ONES[size]!;
+    return ((c.handler(false, port, size, 0) >>> 0) & ONES[size]!) >>> 0;
   }
 
   /** OUT of the low `size` bytes of `value` to `port`. */
   out(port: number, value: number, size: PortSize = 1): void {
     const c = findClaim(this.io.ports, port);
-    if (c) c.handler(true, port, size, (value >>> 0) & ONES[size]!);
+    if (c) c.handler(true, port, size, ((value >>> 0) & ONES[size]!) >>> 0);
   }
 
   inb(port: number): number {
@@ -255,12 +255,12 @@ export class TestMachine implements Machine {
   read(addr: number, size: MmioSize = 4): number {
     const c = findClaim(this.io.mmio, addr);
     if (!c) return ONES[size]!;
-    return (c.handler(false, addr, size, 0) >>> 0) & ONES[size]!;
+    return ((c.handler(false, addr, size, 0) >>> 0) & ONES[size]!) >>> 0;
   }
 
   write(addr: number, value: number, size: MmioSize = 4): void {
     const c = findClaim(this.io.mmio, addr);
-    if (c) c.handler(true, addr, size, (value >>> 0) & ONES[size]!);
+    if (c) c.handler(true, addr, size, ((value >>> 0) & ONES[size]!) >>> 0);
   }
 
   /** An 8-byte load, delivered as the VM does: two 4-byte accesses, low half first. */
