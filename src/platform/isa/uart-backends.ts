@@ -2,6 +2,7 @@
 //   stdio            this process's stdin/stdout; stdin in raw mode if it is a terminal (one port at most)
 //   /dev/...         a tty device (a pty slave, a serial line, /dev/nmdmNA on FreeBSD), opened read/write, raw
 //   tcp=IP:PORT      a TCP server for one client at a time; tcp=[IPv6]:PORT for IPv6
+import { spawnSync } from 'node:child_process';
 import { openSync, closeSync, constants as fsConstants } from 'node:fs';
 import { createServer, type Server, type Socket, isIP } from 'node:net';
 import { ReadStream as TtyReadStream, WriteStream as TtyWriteStream, isatty } from 'node:tty';
@@ -146,6 +147,8 @@ export class TtyBackend implements UartBackend {
   private readonly out: OutputBatcher;
   private closed = false;
   private failed = false;
+  private readonly savedMode: string;
+  private readonly fd: number;
 
   constructor(readonly path: string) {
     const flags = fsConstants.O_NOCTTY | fsConstants.O_NONBLOCK;
@@ -161,10 +164,19 @@ export class TtyBackend implements UartBackend {
     }
     // A second descriptor for output: libuv's tty handles are one-directional.
     const wfd = openSync(path, fsConstants.O_WRONLY | flags);
+    // Raw as cfmakeraw makes it: no echo, no line editing or signals, no CR/NL translation either way, 8 bits.
+    // (libuv's raw mode keeps output NL->CRNL on, which would corrupt a binary stream, so stty does it.)
+    try {
+      this.savedMode = stty(rfd, ['-g']).trim();
+      stty(rfd, ['raw', '-echo']);
+    } catch (e) {
+      closeSync(rfd);
+      closeSync(wfd);
+      throw e;
+    }
+    this.fd = rfd;
     this.input = new TtyReadStream(rfd);
     this.output = new TtyWriteStream(wfd);
-    // Raw: no echo, no line editing, no CR/NL translation, 8-bit clean (cfmakeraw's settings).
-    this.input.setRawMode(true);
     this.input.pause();
     // EIO once the other side of a pty closes: the line is gone, stop using it.
     this.input.on('error', () => (this.failed = true));
@@ -194,13 +206,22 @@ export class TtyBackend implements UartBackend {
     this.out.flush();
     this.closed = true;
     try {
-      this.input.setRawMode(false);
+      if (/^[0-9a-f:]+$/i.test(this.savedMode)) stty(this.fd, [this.savedMode]);
     } catch {
-      // already gone on the other side
+      // the line is gone; nothing to restore
     }
     this.input.destroy();
     this.output.end();
   }
+}
+
+/** Runs stty(1) on an open tty (its stdin), which is portable across Linux and FreeBSD unlike -F/-f. */
+function stty(fd: number, args: string[]): string {
+  const r = spawnSync('stty', args, { stdio: [fd, 'pipe', 'pipe'], encoding: 'utf8' });
+  if (r.error || r.status !== 0) {
+    throw new UartBackendError(`stty ${args.join(' ')} failed: ${r.error?.message ?? r.stderr.trim()}`);
+  }
+  return r.stdout;
 }
 
 // --- TCP -----------------------------------------------------------------------------------------------------
