@@ -47,3 +47,4 @@ function unknownFormat(kernel: Uint8Array): LoaderError {
   return new LoaderError('unknown-format', 'kernel is not a bzImage, a PVH ELF or a Multiboot image');
 }
 export { applyBootPlan, type BootMemoryTarget, type BootVcpuTarget, type KvmSregsFields } from './apply.js';
+export { readBootFiles, type BootFiles } from './files.js';
