@@ -73,3 +73,23 @@ test('PVH: no initrd, no RSDP, empty command line', { skip: missing !== undefine
   t.equal(mem.cstring(Number(v.getBigUint64(24, true))), '', 'empty command line');
   t.end();
 });
+
+test('PVH: the entry note is also found through the section headers when there is no PT_NOTE', { skip: missing !== undefined }, (t) => {
+  const k = buildPvhKernel(64);
+  const copy = new Uint8Array(k.bytes);
+  const dv = new DataView(copy.buffer);
+  const phoff = Number(dv.getBigUint64(32, true));
+  let removed = 0;
+  for (let i = 0; i < dv.getUint16(56, true); i++) {
+    if (dv.getUint32(phoff + i * 56, true) === 4) {
+      dv.setUint32(phoff + i * 56, 0, true); // PT_NOTE -> PT_NULL
+      removed++;
+    }
+  }
+  t.equal(removed, 1, 'the PT_NOTE header was turned into PT_NULL');
+  t.equal(detectFormat(copy), 'pvh-elf', 'still detected as PVH (SHT_NOTE section)');
+  const layout = memoryLayout(64 * MiB);
+  const plan = planDirectBoot({ kernel: copy, layout, e820: bhyveE820(layout.lowmem, 0) });
+  t.equal(plan.vcpu.regs.rip, BigInt(k.symbols.get('pvh_start')!), 'same entry');
+  t.end();
+});
