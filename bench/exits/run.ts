@@ -1,7 +1,7 @@
 // Exit round-trip benchmark: a 64-bit guest runs N OUT instructions to a port owned by a native sink
 // (handled on the vCPU thread) and N OUTs to a port owned by a TypeScript handler (handled on the main
 // thread through the exit channel), in the same VM and run. Prints the cost per exit and the ratio.
-// Usage: node --import tsx bench/exits/run.ts [N]
+// Usage: node --import tsx bench/exits/run.ts [N] [spinMicros] [waitMicros]
 import { performance } from 'node:perf_hooks';
 
 import { SuspendHow, Vm } from '../../src/vm/index.js';
@@ -62,7 +62,9 @@ vm.registerPio(0x82, 1, () => {
 });
 vm.registerPio(0x84, 1, () => vm.suspend(SuspendHow.Poweroff));
 
-const r = await vm.run();
+const spinMicros = process.argv[3] === undefined ? undefined : Number(process.argv[3]);
+const waitMicros = process.argv[4] === undefined ? undefined : Number(process.argv[4]);
+const r = await vm.run({ spinMicros, waitMicros });
 vm.close();
 if (r.status !== 1 || marks.length !== 3) throw new Error(`benchmark guest failed: ${JSON.stringify(r)}`);
 if (sink.stats().writes !== N || jsExits !== N) throw new Error('exit counts do not match N');

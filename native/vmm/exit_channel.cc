@@ -15,7 +15,7 @@ namespace tsbhyve::vmm {
 // bounded in time, so the cost on bare metal is a few microseconds of a busy core at most.
 static inline void CpuRelax() { asm volatile("" ::: "memory"); }
 
-constexpr int64_t kCallSpinNs = 100 * 1000;
+constexpr int64_t kCallSpinNs = 50 * 1000;
 
 static int64_t NowNs() {
   timespec ts;
@@ -25,6 +25,10 @@ static int64_t NowNs() {
 
 static void FutexWait(std::atomic<uint32_t>* addr, uint32_t expected) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+}
+static void FutexWaitFor(std::atomic<uint32_t>* addr, uint32_t expected, int64_t ns) {
+  timespec ts{time_t(ns / 1000000000), long(ns % 1000000000)};
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), FUTEX_WAIT_PRIVATE, expected, &ts, nullptr, 0);
 }
 static void FutexWake(std::atomic<uint32_t>* addr) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
@@ -44,6 +48,11 @@ void ExitChannel::Init(int n) {
   count_ = n;
 }
 
+void ExitChannel::Ring() {
+  doorbell_.fetch_add(1, std::memory_order_seq_cst);
+  if (mainWaiting_.load(std::memory_order_seq_cst)) FutexWake(&doorbell_);
+}
+
 void ExitChannel::Shutdown() {
   shutdown_.store(true, std::memory_order_seq_cst);
   for (int i = 0; i < count_; i++) FutexWake(&slots_[i].state);
@@ -56,6 +65,7 @@ void ExitChannel::Call(ExitSlot* s) {
   }
   s->result = kResultUnhandled;
   s->state.store(kSlotRequest, std::memory_order_seq_cst);
+  Ring();
   // Pairs with Release(): either the main thread still pumps and will scan this slot, or it left and we
   // see pumping_ == false and ask for attention.
   if (!pumping_.load(std::memory_order_seq_cst) && !attention_.exchange(true)) {
@@ -102,11 +112,12 @@ int ExitChannel::Scan() {
   return -1;
 }
 
-int ExitChannel::Pump(int done, int64_t budgetNs, const std::atomic<int>& running) {
+int ExitChannel::Pump(int done, int64_t spinNs, int64_t waitNs, const std::atomic<int>& running) {
   Complete(done);
   pumping_.store(true, std::memory_order_seq_cst);
   attention_.store(false, std::memory_order_seq_cst);
-  const int64_t deadline = NowNs() + budgetNs;
+  const int64_t spinUntil = NowNs() + spinNs;
+  // Phase 1: spin, for exits that follow each other within microseconds.
   for (unsigned iter = 0;; iter++) {
     int i = Scan();
     if (i >= 0) return i;
@@ -114,8 +125,26 @@ int ExitChannel::Pump(int done, int64_t budgetNs, const std::atomic<int>& runnin
       pumping_.store(false);
       return -2;
     }
-    if ((iter & 63) == 0 && NowNs() >= deadline) break;
+    if ((iter & 63) == 0 && NowNs() >= spinUntil) break;
     CpuRelax();
+  }
+  // Phase 2: sleep on the doorbell, so a busy host gives the CPU to the vCPU thread instead of to a
+  // spinning main thread; the vCPU rings it after posting.
+  const int64_t waitUntil = spinUntil + waitNs;
+  for (;;) {
+    const int64_t now = NowNs();
+    if (now >= waitUntil) break;
+    mainWaiting_.store(1, std::memory_order_seq_cst);
+    const uint32_t seq = doorbell_.load(std::memory_order_seq_cst);
+    int i = Scan();
+    if (i < 0 && running.load(std::memory_order_acquire) != 0) FutexWaitFor(&doorbell_, seq, waitUntil - now);
+    mainWaiting_.store(0, std::memory_order_relaxed);
+    if (i < 0) i = Scan();
+    if (i >= 0) return i;
+    if (running.load(std::memory_order_acquire) == 0) {
+      pumping_.store(false);
+      return -2;
+    }
   }
   pumping_.store(false, std::memory_order_seq_cst);
   // A request posted while we were still marked as pumping did not ask for attention: catch it here.

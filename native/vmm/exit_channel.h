@@ -57,24 +57,30 @@ class ExitChannel {
   // Teardown without a main thread: every waiting and future Call returns at once with kResultAbort.
   void Shutdown();
   // Wakes the main thread unconditionally (the last vCPU stopped).
-  void NotifyAlways() { if (notify_) notify_(); }
+  void NotifyAlways() {
+    Ring();
+    if (notify_) notify_();
+  }
 
   // Main-thread side. Completes slot `done` (if >= 0), then returns the index of a pending request,
-  // -1 when none arrived within budgetNs (the main thread then returns to the event loop), or -2 when
-  // no vCPU thread is running any more.
-  int Pump(int done, int64_t budgetNs, const std::atomic<int>& running);
+  // -1 when none arrived within spinNs of spinning plus waitNs of sleeping on the doorbell (the main
+  // thread then returns to the event loop), or -2 when no vCPU thread is running any more.
+  int Pump(int done, int64_t spinNs, int64_t waitNs, const std::atomic<int>& running);
   // Completes `done` and leaves pumping mode (used to yield to the event loop between bursts).
   void Release(int done);
   void Complete(int i);
 
  private:
   int Scan();
+  void Ring();
   ExitSlot* slots_ = nullptr;
   int count_ = 0;
   int next_ = 0;
   std::atomic<bool> pumping_{false};
   std::atomic<bool> attention_{false};
   std::atomic<bool> shutdown_{false};
+  std::atomic<uint32_t> doorbell_{0};     // bumped on every posted request
+  std::atomic<uint32_t> mainWaiting_{0};  // the main thread sleeps on doorbell_
   std::function<void()> notify_;
 };
 

@@ -468,11 +468,14 @@ class VmWrap : public Napi::ObjectWrap<VmWrap> {
     return slots_.Value();
   }
   Napi::Value Pump(const Napi::CallbackInfo& info) {
+    // pump(done, spinNs, waitNs); both budgets are clamped to [0, 1 s].
     int done;
-    double budget = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 0;
+    auto budget = [&](size_t i) {
+      double d = info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : 0;
+      return int64_t(d >= 0 && d <= 1e9 ? d : 0);
+    };
     if (!Live(info.Env()) || !IntArg(info, 0, &done)) return {};
-    if (!(budget >= 0 && budget <= 1e9)) budget = 0;
-    return Napi::Number::New(info.Env(), vm_->channel().Pump(done, int64_t(budget), vm_->runningThreads()));
+    return Napi::Number::New(info.Env(), vm_->channel().Pump(done, budget(1), budget(2), vm_->runningThreads()));
   }
   Napi::Value Release(const Napi::CallbackInfo& info) {
     int done;

@@ -39,7 +39,7 @@ export interface NativeVm {
   addSink(space: 0 | 1, base: number, len: number): number;
   sinkStats(index: number): { writes: number; reads: number; last: number };
   start(cpusets: number[][], onAttention: () => void): ArrayBuffer;
-  pump(done: number, budgetNs: number): number;
+  pump(done: number, spinNs: number, waitNs: number): number;
   release(done: number): void;
   suspend(how: number): void;
   fail(message: string): void;

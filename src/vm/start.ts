@@ -1,9 +1,23 @@
-// Starting a VM from a validated configuration tree. The VMM shim and platform land in their own issues;
-// until they are wired in, a configuration that would boot is refused with a clear message and status 4.
+// bhyverun's main flow after option parsing, for tsbhyve: open the VM, set up memory and the vCPUs, build the
+// platform (PCI devices, the ISA devices of the LPC bridge and the ones KVM lacks, firmware tables), load the
+// guest (direct kernel boot or a boot ROM), run, and turn the way it stopped into bhyve's exit status.
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { BhyveError, ExitStatus } from '../config/errors.js';
 import type { FwcfgUserFile } from '../config/options.js';
 import type { Topology } from '../config/topology.js';
 import type { ConfigTree, Warn } from '../config/tree.js';
+import { createIsaDevices, hpetCapabilities, type IsaDevices } from '../platform/isa/index.js';
+import { COM_PORTS } from '../platform/isa/uart16550.js';
+import { initPci } from '../platform/pci/init.js';
+import { buildFirmwareTables, type PciRootBridge } from '../platform/tables.js';
+import type { PciBus } from '../platform/pci/bus.js';
+import { applyBootPlan, planDirectBoot, LoaderError } from '../loader/index.js';
+import { VmmError } from './errors.js';
+import { BOOTROM_BASE, BOOTROM_SIZE, type MemoryLayout } from './memmap.js';
+import { VcpuCap } from './vcpu.js';
+import { PROT_EXEC, PROT_READ, Vm } from './vm.js';
+import { VmMachine } from './vm-machine.js';
 
 export interface StartRequest {
   tree: ConfigTree;
@@ -12,9 +26,156 @@ export interface StartRequest {
   memsize: bigint;
   fwcfgFiles: FwcfgUserFile[];
   warn: Warn;
+  /** tests turn off the SIGTERM power button so they can run several VMs in one process */
+  sigtermPowerButton?: boolean;
 }
 
+const fail = (message: string, prefixed = true): BhyveError => new BhyveError(ExitStatus.ERROR, message, prefixed);
+
+/** The segment number of the boot ROM (vm_create_devmem VM_BOOTROM). */
+const SEGID_BOOTROM = 1;
+const PAGE = 4096;
+
+/** Runs the VM described by the tree until it stops; resolves with bhyve's exit status. */
 export async function startVm(req: StartRequest): Promise<number> {
-  void req;
-  throw new BhyveError(ExitStatus.ERROR, 'this build cannot run guests yet: the VMM and platform are not wired in');
+  const { tree, topology } = req;
+  const name = tree.get('name')!;
+  const bootrom = tree.get('bootrom');
+  const kernel = tree.get('boot.kernel');
+  if (req.memsize > BigInt(Number.MAX_SAFE_INTEGER)) throw new BhyveError(ExitStatus.USAGE, `invalid memsize '${tree.get('memory.size')}'`);
+
+  let vm: Vm;
+  try {
+    vm = Vm.open(name, { create: true, reinit: bootrom !== undefined });
+  } catch (e) {
+    if (e instanceof VmmError) throw fail(`vm_openf: ${e.message}`);
+    throw e;
+  }
+  let isa: IsaDevices | undefined;
+  try {
+    vm.setTopology({ sockets: topology.sockets, cores: topology.cores, threads: topology.threads });
+    const vcpus = vm.createVcpus(topology.cpus);
+    for (const vcpu of vcpus) {
+      if (tree.getBoolDefault('x86.vmexit_on_hlt', false)) vcpu.setCapability(VcpuCap.HaltExit, true);
+      if (tree.getBoolDefault('x86.vmexit_on_pause', false)) vcpu.setCapability(VcpuCap.PauseExit, true);
+      vcpu.setX2apicState(tree.getBoolDefault('x86.x2apic', false));
+    }
+    vm.setStrict({ io: tree.getBoolDefault('x86.strictio', false), msr: tree.getBoolDefault('x86.strictmsr', true) });
+
+    const layout = vm.setupMemory(Number(req.memsize), {
+      wired: tree.getBoolDefault('memory.wired', false),
+      inCore: tree.getBoolDefault('memory.guest_in_core', false),
+    });
+    if (bootrom !== undefined) loadBootrom(vm, bootrom, tree.get('bootvars'), req.warn);
+
+    const machine = new VmMachine(vm);
+    const pci = initPci({ tree, machine, layout, bootrom: bootrom !== undefined, warn: req.warn });
+    const tables = buildTables(tree, pci, layout, topology, name);
+    isa = createIsaDevices(machine, tree, {
+      layout,
+      ncpus: topology.cpus,
+      fwcfgFiles: req.fwcfgFiles,
+      e820: tables?.e820,
+      sigtermPowerButton: req.sigtermPowerButton ?? true,
+    });
+    await isa.ready;
+    if (tables) {
+      for (const blob of tables.blobs) vm.memory.write(blob.gpa, blob.bytes);
+      if (isa.fwcfg) {
+        isa.fwcfg.addFile('etc/acpi/rsdp', tables.acpiFwCfg.rsdp);
+        isa.fwcfg.addFile('etc/acpi/tables', tables.acpiFwCfg.tables);
+        isa.fwcfg.addFile('etc/table-loader', tables.acpiFwCfg.loader);
+      }
+    }
+
+    const bsp = vcpus[0]!;
+    if (bootrom !== undefined) {
+      bsp.setCapability(VcpuCap.UnrestrictedGuest, true);
+      bsp.reset();
+    } else if (kernel !== undefined) {
+      const plan = planDirectBoot({
+        kernel: readInput(kernel, 'boot.kernel'),
+        initrd: tree.get('boot.initrd') !== undefined ? readInput(tree.get('boot.initrd')!, 'boot.initrd') : undefined,
+        cmdline: tree.get('boot.cmdline') ?? '',
+        layout,
+        e820: tables?.e820 ?? [],
+        rsdpAddress: tables?.acpi.rsdp,
+      });
+      applyBootPlan(plan, vm.memory, bsp);
+    }
+
+    const cpusets = req.vcpuMaps.map((m) => m ?? []);
+    const result = await vm.run({ cpusets });
+    if (result.status === 4 && result.error) req.warn(result.error);
+    return result.status;
+  } catch (e) {
+    if (e instanceof LoaderError) throw fail(e.message);
+    if (e instanceof VmmError) throw fail(e.message);
+    if (e instanceof Error && !(e instanceof BhyveError) && e.name !== 'Error') throw fail(e.message);
+    throw e;
+  } finally {
+    isa?.close();
+    vm.close();
+  }
+}
+
+function readInput(path: string, key: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    throw fail(`${key}: cannot read ${path}: ${code}`);
+  }
+}
+
+/** The boot ROM at the top of the 16 MiB region below 4 GiB, so its reset vector lands at 0xFFFFFFF0. */
+function loadBootrom(vm: Vm, path: string, vars: string | undefined, warn: Warn): void {
+  const rom = readInput(path, 'bootrom');
+  if (rom.length === 0 || rom.length % PAGE !== 0) throw fail(`ROM size ${rom.length} is not a multiple of the page size`);
+  if (rom.length > BOOTROM_SIZE) throw fail(`ROM size ${rom.length} is too large`);
+  if (vars !== undefined) warn(`bootvars ${vars}: the UEFI variable store is not emulated yet; variables will not persist`);
+  const seg = vm.createDevmem(SEGID_BOOTROM, 'bootrom', BOOTROM_SIZE);
+  seg.bytes.set(rom, BOOTROM_SIZE - rom.length);
+  vm.mapMemseg(BOOTROM_BASE + BOOTROM_SIZE - rom.length, SEGID_BOOTROM, BOOTROM_SIZE - rom.length, rom.length, PROT_READ | PROT_EXEC);
+}
+
+/** ACPI, MP table, SMBIOS and E820 from the platform as built (undefined without ACPI tables). */
+function buildTables(tree: ConfigTree, pci: PciBus, layout: MemoryLayout, topology: Topology, name: string) {
+  if (!tree.getBoolDefault('acpi_tables', true)) return undefined;
+  const lpcFn = pci.all().find((f) => f.name === 'lpc');
+  const buses: PciRootBridge[] = pci.windows.map((w) => ({
+    bus: w.bus,
+    windows: { io: w.io, mem32: w.mem32, mem64: w.mem64 },
+    intx: pci
+      .all()
+      .filter((f) => f.bus === w.bus && f.lintrPin !== 0)
+      .map((f) => ({ slot: f.slot, pin: f.lintrPin, pirqLink: f.pirqPin, gsi: f.ioapicPin })),
+  }));
+  if (!buses.some((b) => b.bus === 0)) buses.unshift({ bus: 0, intx: [] });
+  const smbios: Record<string, string> = {};
+  for (const section of ['bios', 'system', 'board', 'chassis']) {
+    const node = tree.findNode(section);
+    if (!node) continue;
+    for (const key of node.children.keys()) {
+      const v = tree.getIn(node, key);
+      if (v !== undefined) smbios[`${section}.${key}`] = v;
+    }
+  }
+  return buildFirmwareTables({
+    ncpus: topology.cpus,
+    topology,
+    memory: layout,
+    pciBuses: buses,
+    lpc: lpcFn
+      ? { slot: lpcFn.slot, func: lpcFn.func, comPorts: COM_PORTS.map((c) => ({ name: c.name.toUpperCase(), iobase: c.base, irq: c.irq })) }
+      : undefined,
+    hpetCapabilities: hpetCapabilities(),
+    smbios,
+    uuid: tree.get('uuid'),
+    vmName: name,
+    hostname: hostname(),
+    mptable: tree.getBoolDefault('x86.mptable', true),
+    fwcfg: tree.get('lpc.fwcfg') === 'qemu' ? 'qemu' : 'bhyve',
+    acpiTablesInMemory: tree.getBoolDefault('acpi_tables_in_memory', true),
+  });
 }

@@ -54,8 +54,10 @@ export interface MemoryFlags {
 export interface RunOptions {
   /** host CPUs per vCPU (bhyve vcpu.N.cpuset); empty or missing = not pinned */
   cpusets?: number[][];
-  /** how long the main thread keeps spinning for the next exit before returning to the event loop */
+  /** how long the main thread spins for the next exit (default 50 us) ... */
   spinMicros?: number;
+  /** ... then sleeps on the channel's doorbell (default 500 us) before returning to the event loop */
+  waitMicros?: number;
   /** longest stretch of back-to-back exits handled before yielding to the event loop */
   sliceMillis?: number;
 }
@@ -89,7 +91,9 @@ export class Vm {
   private nextHandlerId = 1;
   private topo: Required<Topology> = { sockets: 1, cores: 1, threads: 1, maxcpus: 1 };
   private closed = false;
-  private running: { resolve: (r: RunResult) => void; channel: ExitChannel; spinNs: number; sliceMs: number } | undefined;
+  private running:
+    | { resolve: (r: RunResult) => void; channel: ExitChannel; spinNs: number; waitNs: number; sliceMs: number }
+    | undefined;
 
   private constructor(
     readonly name: string,
@@ -281,7 +285,8 @@ export class Vm {
         this.running = {
           resolve,
           channel,
-          spinNs: Math.round((opts.spinMicros ?? 200) * 1000),
+          spinNs: Math.round((opts.spinMicros ?? 50) * 1000),
+          waitNs: Math.round((opts.waitMicros ?? 500) * 1000),
           sliceMs: opts.sliceMillis ?? 5,
         };
       } catch (e) {
@@ -298,7 +303,7 @@ export class Vm {
     const t0 = performance.now();
     let done = -1;
     for (let n = 1; ; n++) {
-      const i = nat.pump(done, r.spinNs);
+      const i = nat.pump(done, r.spinNs, r.waitNs);
       if (i === -1) return;
       if (i === -2) {
         this.finish();
