@@ -363,7 +363,9 @@ export class PciBus {
   /** Claims 0xCF8 (address) and 0xCFC-0xCFF (data) and the ECAM window. */
   install(): void {
     const io = this.opts.machine.io;
-    io.registerPort(0xcf8, 4, (write, _port, size, value) => {
+    // Only 0xCF8 itself: 0xCF9 is the reset control register, a different device; a dword access at 0xCF8
+    // arrives here as one 4-byte access.
+    io.registerPort(0xcf8, 1, (write, _port, size, value) => {
       if (size !== 4) return size === 2 ? 0xffff : 0xff;
       if (write) {
         this.cfgEnable = (value & 0x80000000) !== 0;
