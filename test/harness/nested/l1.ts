@@ -91,12 +91,20 @@ export async function runInL1(command: string, opts: L1Options = {}): Promise<L1
   const lines: ConsoleLine[] = [];
   let readyMs: number | undefined;
   let status: number | undefined;
+  // Blank lines are held back until more output follows: the init prints one before the exit marker.
+  const blanks: ConsoleLine[] = [];
   const splitter = new LineSplitter(startedAt, (line) => {
     consoleText.push(line.text);
     const exit = exitMarker.exec(line.text);
     if (readyMs !== undefined && status === undefined && !exit) {
-      lines.push(line);
-      opts.onLine?.(line);
+      if (line.text === '') {
+        blanks.push(line);
+        return;
+      }
+      for (const l of [...blanks.splice(0), line]) {
+        lines.push(l);
+        opts.onLine?.(l);
+      }
       return;
     }
     if (exit) status = Number(exit[1]);
@@ -123,8 +131,6 @@ export async function runInL1(command: string, opts: L1Options = {}): Promise<L1
     if (timedOut) throw new L1Error(`L1 timed out after ${timeoutMs} ms`, log);
     if (readyMs === undefined) throw new L1Error(`L1 never became ready (qemu exit ${code ?? signal})`, log);
     if (status === undefined) throw new L1Error(`L1 stopped before the command finished (qemu exit ${code ?? signal})`, log);
-    // The init prints an empty line before the exit marker in case the output did not end with one.
-    if (lines.length > 0 && lines[lines.length - 1]!.text === '') lines.pop();
     return { status, output: lines.map((l) => l.text).join('\n'), lines, readyMs, totalMs };
   } finally {
     clearTimeout(timer);

@@ -1,0 +1,87 @@
+// Unit tests of the guest harness's pieces that need no VM: console clean-up, the batch script and the
+// parsing of its output into per-guest results, the QEMU command line, and the KVM verdict.
+import test from 'tape';
+import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { cleanConsoleText, LineSplitter, type ConsoleLine } from './nested/console.js';
+import { hostKvmVerdict } from './nested/detect.js';
+import { batchScript, parseBatch, qemuKvmCommand, type GuestBoot } from './nested/linux-guests.js';
+
+test('console: SeaBIOS screen control and carriage returns are removed; lines are split with times', (t) => {
+  t.equal(cleanConsoleText('\x1bc\x1b[?7l\x1b[2JBooting from ROM..\r'), 'Booting from ROM..');
+  t.equal(cleanConsoleText('\x1b[0mplain\x1b[1;31m red\x1b[0m'), 'plain red');
+  const got: ConsoleLine[] = [];
+  const s = new LineSplitter(performance.now(), (l) => got.push(l));
+  s.push('one\r\ntw');
+  s.push('o\nthree');
+  s.end();
+  t.deepEqual(got.map((l) => l.text), ['one', 'two', 'three']);
+  t.ok(got.every((l, i) => l.ms >= 0 && (i === 0 || l.ms >= got[i - 1]!.ms)), 'times never go backwards');
+  t.end();
+});
+
+const boot: GuestBoot = {
+  name: 'disk-test',
+  kernel: '/k/vmlinuz',
+  vmlinux: "/k/it's vmlinux",
+  initrd: '/k/initrd.cpio',
+  cmdline: 'console=ttyS0 quiet',
+  memMiB: 256,
+  cpus: 2,
+  disks: ['$scratch/disk-test-0.img'],
+};
+
+test('qemu command: PVH kernel, quoted paths, disks as expandable shell words', (t) => {
+  const cmd = qemuKvmCommand(boot);
+  t.ok(cmd.includes(`-kernel '/k/it'\\''s vmlinux'`), 'the ELF kernel path is single-quoted');
+  t.ok(cmd.includes(`-append 'console=ttyS0 quiet'`), 'the command line is one word');
+  t.ok(cmd.includes('-drive "file=$scratch/disk-test-0.img,if=virtio,format=raw"'), 'disk path expands in the shell');
+  t.ok(cmd.includes('-accel kvm') && cmd.includes('-smp 2') && cmd.includes('-m 256'), 'KVM, vCPUs, memory');
+  t.end();
+});
+
+test('batch script: sh runs it, framing each guest and making its disks', (t) => {
+  // A stand-in VMM that prints what a guest would and checks its disk exists with the right size.
+  const fake = 'sh -c \'test "$(stat -c %s "$0")" = 1048576 && echo "TSBHYVE-GUEST-INIT uptime=0.5" && echo TSBHYVE-GUEST-READY uptime=0.6 && echo hello && echo TSBHYVE-GUEST-EXIT status=3\' "$scratch/disk-test-0.img"';
+  const script = batchScript([{ boot, command: fake, disksMiB: [1] }], 10);
+  t.doesNotThrow(() => execFileSync('sh', ['-n'], { input: script }), 'the script is valid sh');
+  const out = execFileSync('sh', ['-c', script], { encoding: 'utf8' });
+  const lines = out.trim().split('\n').map((text, i) => ({ ms: i * 100, text }));
+  const [r] = parseBatch(lines, ['disk-test']);
+  t.equal(r!.status, 3, 'the guest script status');
+  t.equal(r!.vmmStatus, 0, 'the VMM status');
+  t.equal(r!.output, 'hello', 'only the script output');
+  t.equal(r!.initMs, 100, 'init time from the start marker');
+  t.equal(r!.readyMs, 200, 'ready time from the start marker');
+  t.equal(r!.totalMs, 500, 'total time to the end marker');
+  t.end();
+});
+
+test('parse: a guest that never reported keeps null status and its console', (t) => {
+  const lines = [
+    'L1 noise',
+    'TSBHYVE-L2-START name=a',
+    'qemu: something failed',
+    'TSBHYVE-L2-END name=a vmm-status=1',
+    'TSBHYVE-L2-START name=b',
+    'TSBHYVE-GUEST-INIT uptime=1',
+  ].map((text, i) => ({ ms: i, text }));
+  const [a, b, c] = parseBatch(lines, ['a', 'b', 'c']);
+  t.equal(a!.status, null, 'no status without the exit marker');
+  t.equal(a!.vmmStatus, 1, 'the VMM failure is reported');
+  t.equal(a!.console, 'qemu: something failed', 'with its message');
+  t.equal(b!.vmmStatus, null, 'a guest cut off has no VMM status');
+  t.equal(b!.initMs, 1, 'but what it did reach is recorded');
+  t.equal(c!.totalMs, null, 'a guest never started has nothing');
+  t.end();
+});
+
+test('detect: overrides, the L1 marker, and the verdict on this machine', async (t) => {
+  t.equal((await hostKvmVerdict({ TSBHYVE_HOST_KVM: 'pvm' })).runsUnmodifiedLinux, false, 'forced pvm');
+  const kvm = existsSync('/dev/kvm');
+  t.equal((await hostKvmVerdict({ TSBHYVE_HOST_KVM: 'real' })).runsUnmodifiedLinux, true, 'forced real');
+  t.equal((await hostKvmVerdict({ TSBHYVE_IN_L1: '1' })).runsUnmodifiedLinux, kvm, 'inside L1 with /dev/kvm');
+  const here = await hostKvmVerdict({});
+  const expected = kvm && !existsSync('/sys/module/kvm_pvm');
+  t.equal(here.runsUnmodifiedLinux, expected, `this machine: ${here.reason}`);
+});
