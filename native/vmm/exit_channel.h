@@ -54,6 +54,11 @@ class ExitChannel {
   // vCPU side: publish the request in `s` and block until the main thread answered it. `stopping`
   // lets the wait end when the VM is torn down without a main thread.
   void Call(ExitSlot* s);
+  // Back to the initial state before a new run.
+  void Reset() {
+    pumping_.store(false);
+    attention_.store(false);
+  }
   // Teardown without a main thread: every waiting and future Call returns at once with kResultAbort.
   void Shutdown();
   // Wakes the main thread unconditionally (the last vCPU stopped).

@@ -117,6 +117,7 @@ class Vm {
   Status ApplyCpuid(Vcpu* v);
   Status CommitRoutes();
   Vcpu* vcpu(int id);
+  Status Accessible(int id, Vcpu** out);
 
   std::string name_;
   int lockFd_ = -1;

@@ -27,7 +27,8 @@ struct Vcpu {
   std::atomic<bool> inThread{false};
   std::atomic<uint64_t> exits{0};    // bumped on every return from KVM_RUN (watchdog progress)
   uint64_t watchdogSeen = 0;          // watchdog-thread private
-  std::atomic<bool> haltedIf0{false}; // last check found HLT with interrupts disabled (or waiting for SIPI)
+  std::atomic<bool> haltedIf0{false};
+  std::atomic<bool> parked{false};    // waiting in the exit channel: its state may be read and written // last check found HLT with interrupts disabled (or waiting for SIPI)
 };
 
 // x2APIC ID of vCPU `i`: thread, core and socket fields each as wide as their count needs.

@@ -45,6 +45,9 @@ Status Vm::Start(const std::vector<std::vector<int>>& cpusets) {
   InstallKickHandler();
   started_ = true;
   suspendHow_.store(-1);
+  errorSet_.store(false);
+  error_.clear();
+  channel_.Reset();
   runningThreads_.store(int(vcpus_.size()));
   for (auto& v : vcpus_) {
     v->cpuset = size_t(v->id) < cpusets.size() ? cpusets[size_t(v->id)] : std::vector<int>{};
@@ -241,7 +244,9 @@ bool Vm::HandleIo(Vcpu* v) {
     s->addr = port;
     if (write) std::memcpy(s->data, data, bytes);
     else std::memset(s->data, 0xff, bytes);
+    v->parked.store(true);
     channel_.Call(s);
+    v->parked.store(false);
     if (s->result == kResultAbort) return suspendHow_.load() < 0 ? (Fail("I/O handler aborted"), false) : false;
     if (s->result == kResultHandled) {
       if (!write) std::memcpy(data, s->data, bytes);
@@ -287,7 +292,9 @@ bool Vm::HandleMmio(Vcpu* v) {
     s->addr = double(gpa);
     if (write) std::memcpy(s->data, run->mmio.data, len);
     else std::memset(s->data, 0xff, 8);
+    v->parked.store(true);
     channel_.Call(s);
+    v->parked.store(false);
     if (s->result == kResultAbort) return suspendHow_.load() < 0 ? (Fail("MMIO handler aborted"), false) : false;
     if (s->result == kResultHandled) {
       if (!write) std::memcpy(run->mmio.data, s->data, len);

@@ -154,6 +154,17 @@ Vcpu* Vm::vcpu(int id) {
   return vcpus_[size_t(id)].get();
 }
 
+// A vCPU ioctl waits for the vCPU's mutex, which KVM_RUN holds: while the VM runs, only a vCPU parked in
+// the exit channel (i.e. from its own exit handler) can be inspected without blocking the caller.
+Status Vm::Accessible(int id, Vcpu** out) {
+  Vcpu* v = vcpu(id);
+  if (!v) return Inval("no such vCPU " + std::to_string(id));
+  if (v->inThread.load() && !v->parked.load())
+    return {EBUSY, "vCPU " + std::to_string(id) + " is running; its state is accessible from its own exit handlers"};
+  *out = v;
+  return Status::Ok();
+}
+
 Status Vm::CreateVcpus(int n) {
   const int max = int(topo_.sockets) * topo_.cores * topo_.threads;
   if (n < 1 || n > max) return Inval("vCPU count " + std::to_string(n) + " outside 1.." + std::to_string(max) + " of the topology");
@@ -395,8 +406,8 @@ Status Vm::Ioeventfd(int fd, uint64_t addr, uint32_t len, bool pio, bool matchDa
 // ---- vCPU state ----
 
 Status Vm::GetRegs(int id, uint64_t o[kRegCount]) {
-  Vcpu* v = vcpu(id);
-  if (!v) return Inval("no such vCPU");
+  Vcpu* v = nullptr;
+  if (Status st0 = Accessible(id, &v); !st0.ok()) return st0;
   kvm_regs r{};
   if (ioctl(v->fd, KVM_GET_REGS, &r) != 0) return Err(errno, "KVM_GET_REGS");
   const uint64_t vals[kRegCount] = {r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rsp, r.rbp, r.r8, r.r9,
@@ -406,8 +417,8 @@ Status Vm::GetRegs(int id, uint64_t o[kRegCount]) {
 }
 
 Status Vm::SetRegs(int id, const uint64_t i[kRegCount]) {
-  Vcpu* v = vcpu(id);
-  if (!v) return Inval("no such vCPU");
+  Vcpu* v = nullptr;
+  if (Status st0 = Accessible(id, &v); !st0.ok()) return st0;
   kvm_regs r{};
   r.rax = i[0]; r.rbx = i[1]; r.rcx = i[2]; r.rdx = i[3]; r.rsi = i[4]; r.rdi = i[5]; r.rsp = i[6]; r.rbp = i[7];
   r.r8 = i[8]; r.r9 = i[9]; r.r10 = i[10]; r.r11 = i[11]; r.r12 = i[12]; r.r13 = i[13]; r.r14 = i[14]; r.r15 = i[15];
@@ -440,8 +451,8 @@ static void UnpackSeg(const uint64_t* i, kvm_segment* s) {
 }
 
 Status Vm::GetSregs(int id, uint64_t o[kSregCount]) {
-  Vcpu* v = vcpu(id);
-  if (!v) return Inval("no such vCPU");
+  Vcpu* v = nullptr;
+  if (Status st0 = Accessible(id, &v); !st0.ok()) return st0;
   kvm_sregs s{};
   if (ioctl(v->fd, KVM_GET_SREGS, &s) != 0) return Err(errno, "KVM_GET_SREGS");
   const kvm_segment* segs[8] = {&s.cs, &s.ds, &s.es, &s.fs, &s.gs, &s.ss, &s.tr, &s.ldt};
@@ -452,8 +463,8 @@ Status Vm::GetSregs(int id, uint64_t o[kSregCount]) {
 }
 
 Status Vm::SetSregs(int id, const uint64_t in[kSregCount]) {
-  Vcpu* v = vcpu(id);
-  if (!v) return Inval("no such vCPU");
+  Vcpu* v = nullptr;
+  if (Status st0 = Accessible(id, &v); !st0.ok()) return st0;
   kvm_sregs s{};
   // Read first so the pending-interrupt bitmap is preserved.
   if (ioctl(v->fd, KVM_GET_SREGS, &s) != 0) return Err(errno, "KVM_GET_SREGS");
@@ -468,8 +479,8 @@ Status Vm::SetSregs(int id, const uint64_t in[kSregCount]) {
 Status Vm::ResetVcpu(int id) {
   // The architectural power-on state (Intel SDM vol. 3 §9.1.1): real mode, CS.base 0xffff0000 with
   // selector 0xf000 and IP 0xfff0, so the first fetch is at 0xfffffff0 in the boot ROM.
-  Vcpu* v = vcpu(id);
-  if (!v) return Inval("no such vCPU");
+  Vcpu* v = nullptr;
+  if (Status st0 = Accessible(id, &v); !st0.ok()) return st0;
   uint64_t regs[kRegCount] = {0};
   regs[3] = 0x600;  // EDX: processor signature family 6
   regs[16] = 0xfff0;
@@ -518,8 +529,8 @@ Status Vm::GetCapability(int id, Cap cap, int* value) {
 }
 
 Status Vm::SetX2apicState(int id, X2apicState s) {
-  Vcpu* v = vcpu(id);
-  if (!v) return Inval("no such vCPU");
+  Vcpu* v = nullptr;
+  if (Status st0 = Accessible(id, &v); !st0.ok()) return st0;
   v->x2apic = s;
   return ApplyCpuid(v);
 }

@@ -1,0 +1,68 @@
+// Register access while running (only from the vCPU's own exit handler), and a second run() of the same
+// VM after a reset, as an in-process reboot would do.
+import test from 'tape';
+
+import { SuspendHow, VmmError } from '../../src/vm/index.js';
+import { enterRealMode, load, newVm, withKvm } from './guest.js';
+
+test('a handler reads and changes its vCPU registers; other callers get EBUSY while it runs', (t) =>
+  withKvm(t, async () => {
+    const vm = newVm();
+    // prettier-ignore
+    load(vm, 0x1000, [
+      0x66, 0xb8, 0x44, 0x33, 0x22, 0x11, // mov eax, 0x11223344
+      0xe6, 0x80,                         // out 0x80, al -> the handler sets rbx = 0x77
+      0x89, 0xd8,                         // mov ax, bx
+      0xe7, 0x81,                         // out 0x81, ax -> reports bx
+      0xfb, 0xf4, 0xeb, 0xfd,             // sti; hlt; jmp back (idle until the timer)
+    ]);
+    const c = vm.vcpus[0]!;
+    let raxSeen = 0n;
+    vm.registerPio(0x80, 1, () => {
+      raxSeen = c.getRegs().rax;
+      c.updateRegs({ rbx: 0x77n });
+    });
+    let bx = -1;
+    vm.registerPio(0x81, 2, (_c, _p, _s, _w, v) => {
+      bx = v;
+    });
+    let busy: unknown;
+    setTimeout(() => {
+      try {
+        c.getRegs();
+      } catch (e) {
+        busy = e;
+      }
+      vm.suspend(SuspendHow.Poweroff);
+    }, 100);
+    enterRealMode(vm, 0x1000);
+    const r = await vm.run();
+    t.equal(r.status, 1, 'status 1');
+    t.equal(raxSeen, 0x11223344n, 'the handler saw the guest EAX');
+    t.equal(bx, 0x77, 'the guest saw the RBX the handler wrote');
+    t.ok(busy instanceof VmmError && busy.code === 'EBUSY', 'a timer touching a running vCPU gets EBUSY instead of blocking');
+    t.equal(c.getRegs().rip > 0n, true, 'after the run the registers are accessible again');
+    vm.close();
+  }));
+
+test('run() again after a reset: status and handlers work on the second run', (t) =>
+  withKvm(t, async () => {
+    const vm = newVm();
+    load(vm, 0x1000, [0xe4, 0x80, 0xe6, 0x84, 0xf4]); // in al, 0x80; out 0x84, al; hlt
+    let round = 0;
+    const got: number[] = [];
+    vm.registerPio(0x80, 1, () => 0x10 + round);
+    vm.registerPio(0x84, 1, (_c, _p, _s, _w, v) => {
+      got.push(v);
+      vm.suspend(round === 0 ? SuspendHow.Reset : SuspendHow.Poweroff);
+    });
+    enterRealMode(vm, 0x1000);
+    const first = await vm.run();
+    vm.vcpus[0]!.reset();
+    enterRealMode(vm, 0x1000);
+    round = 1;
+    const second = await vm.run();
+    t.deepEqual([first.status, second.status], [0, 1], 'reset, then poweroff');
+    t.deepEqual(got, [0x10, 0x11], 'both runs reached the handlers');
+    vm.close();
+  }));
