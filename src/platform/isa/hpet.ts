@@ -265,7 +265,9 @@ export class Hpet {
     } else {
       t.comparator = merge(t.comparator, data, mask) & width;
     }
-    t.config &= ~TN_VAL_SET;
+    // VAL_SET covers one comparator write. An 8-byte store reaches us as two halves, low first, so in 64-bit
+    // mode it stays armed until the high half has been written.
+    if (t.config & TN_32MODE || mask >> 32n !== 0n) t.config &= ~TN_VAL_SET;
     this.arm(n);
   }
 
