@@ -1,5 +1,6 @@
 // While vCPUs run, the JavaScript event loop keeps running timers: both when the guest is idle in HLT
 // and when it floods the main thread with exits. Two vCPUs: the BSP starts the AP with INIT/SIPI.
+import { readdirSync, readFileSync } from 'node:fs';
 import test from 'tape';
 
 import { SuspendHow } from '../../src/vm/index.js';
@@ -55,14 +56,24 @@ test('two vCPUs: INIT/SIPI starts the AP; status 2 only once both halt with inte
     // AP (real mode at 0x3000): report, then cli; hlt.
     load(vm, 0x3000, [0xe6, 0x86, 0xfa, 0xf4, 0xeb, 0xfd]);
     const who: number[] = [];
+    const affinity = new Map<string, string>();
     vm.registerPio(0x86, 1, (vcpu) => {
       who.push(vcpu);
+      // The vCPU threads are named "vcpu N" and pinned as asked.
+      for (const task of readdirSync('/proc/self/task')) {
+        const comm = readFileSync(`/proc/self/task/${task}/comm`, 'utf8').trim();
+        if (!comm.startsWith('vcpu ')) continue;
+        const m = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync(`/proc/self/task/${task}/status`, 'utf8'));
+        affinity.set(comm, m?.[1] ?? '?');
+      }
     });
     enterLongMode(vm, 0x1000);
     const t0 = Date.now();
     const r = await vm.run({ cpusets: [[0], [1]] });
     t.deepEqual(r, { status: 2, error: '' }, 'status 2 after both halted');
     t.deepEqual([...who].sort(), [0, 1], 'both vCPUs reached their checkpoint');
+    t.equal(affinity.get('vcpu 0'), '0', 'vcpu 0 pinned to host CPU 0');
+    t.equal(affinity.get('vcpu 1'), '1', 'vcpu 1 pinned to host CPU 1');
     t.comment(`run took ${Date.now() - t0} ms`);
     vm.close();
   }));

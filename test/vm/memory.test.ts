@@ -1,9 +1,10 @@
 // bhyve's memory layout (lowmem below 3 GiB, the rest from 4 GiB) as KVM memslots, and the checked
 // accessor refusing every range that is not guest RAM.
+import { readFileSync } from 'node:fs';
 import test from 'tape';
 
-import { GiB, GuestMemoryError, HIGHMEM_BASE, MiB, memoryLayout, MAX_VIEW } from '../../src/vm/index.js';
-import { newVm, withKvm } from './guest.js';
+import { GiB, GuestMemoryError, HIGHMEM_BASE, MiB, memoryLayout, MAX_VIEW, Vm } from '../../src/vm/index.js';
+import { lockDir, newVm, withKvm } from './guest.js';
 
 test('memoryLayout splits at 3 GiB and places the 64-bit window at the next 32 GiB boundary', (t) => {
   t.deepEqual(memoryLayout(2 * GiB), { size: 2 * GiB, lowmem: 2 * GiB, highmem: 0, pci64Base: 32 * GiB });
@@ -66,5 +67,22 @@ test('copies spanning nothing invalid touch nothing; read-only ROM refuses write
     vm.unmapMemseg(0xffff_0000, 0x10000);
     t.throws(() => m.viewAny(0xffff_0000, 16), isFault('out-of-range'), 'unmapped segment is gone from the map');
     t.throws(() => vm.mapMemseg(0x1000, 0, 0, 0x1000, 5), /overlaps/, 'a segment cannot cover RAM');
+    vm.close();
+  }));
+
+function vmLockedKiB(): number {
+  const m = /VmLck:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
+test('wired memory is locked and in-core memory is populated up front', (t) =>
+  withKvm(t, () => {
+    const before = vmLockedKiB();
+    const vm = Vm.open(`wired-${process.pid}`, { create: true, lockDir });
+    vm.createVcpus(1);
+    vm.setupMemory(8 * MiB, { wired: true, inCore: true });
+    t.ok(vmLockedKiB() - before >= 8 * 1024, `VmLck grew by ${vmLockedKiB() - before} KiB for 8 MiB of wired RAM`);
+    vm.memory.writeU32(8 * MiB - 4, 1);
+    t.equal(vm.memory.readU32(8 * MiB - 4), 1, 'wired RAM is usable');
     vm.close();
   }));

@@ -2,7 +2,7 @@
 // ones), a write into the read-only boot ROM (an MMIO exit, ROM unchanged), and a native sink port.
 import test from 'tape';
 
-import { BOOTROM_BASE, BOOTROM_SIZE, PROT_EXEC, PROT_READ, SuspendHow } from '../../src/vm/index.js';
+import { BOOTROM_BASE, BOOTROM_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE, SuspendHow } from '../../src/vm/index.js';
 import { enterLongMode, load, newVm, withKvm } from './guest.js';
 
 test('long mode: MMIO of 1, 2, 4 and 8 bytes, default MMIO, result stored in RAM', (t) =>
@@ -109,5 +109,38 @@ test('long mode: a native sink port counts OUTs without leaving the vCPU thread'
     t.equal(r.status, 1, 'status 1');
     t.deepEqual(sink.stats(), { writes: 100, reads: 0, last: 1 }, '100 writes counted natively, the last value 1');
     t.equal(jsCalls, 1, 'only the final port reached JavaScript');
+    vm.close();
+  }));
+
+test('a writable device segment mapped as a BAR takes guest stores directly; unmapped, they exit', (t) =>
+  withKvm(t, async () => {
+    const vm = newVm();
+    const fb = vm.createDevmem(1, 'framebuffer', 0x2000);
+    vm.mapMemseg(0xc100_0000, 1, 0, 0x2000, PROT_READ | PROT_WRITE);
+    // prettier-ignore
+    load(vm, 0x1000, [
+      0x48, 0xbb, 0x00, 0x10, 0x00, 0xc1, 0, 0, 0, 0, // mov rbx, 0xc1001000 (second page of the segment)
+      0xc7, 0x03, 0xef, 0xbe, 0xad, 0xde,             // mov dword [rbx], 0xdeadbeef
+      0xe6, 0x84,                                     // out 0x84, al -> the test unmaps the segment
+      0xc7, 0x03, 0x0d, 0xf0, 0xad, 0x0b,             // mov dword [rbx], 0x0badf00d (now an MMIO exit)
+      0xe6, 0x85,                                     // out 0x85, al -> suspend
+      0xf4,
+    ]);
+    const exits: string[] = [];
+    vm.registerMmio(0xc100_0000, 0x2000, (_c, gpa, _s, write, value) => {
+      exits.push(`${write ? 'w' : 'r'} ${gpa.toString(16)} ${value.toString(16)}`);
+    });
+    let sawDirect = 0;
+    vm.registerPio(0x84, 1, () => {
+      sawDirect = new DataView(fb.bytes.buffer).getUint32(0x1000, true);
+      vm.unmapMemseg(0xc100_0000, 0x2000);
+    });
+    vm.registerPio(0x85, 1, () => vm.suspend(SuspendHow.Poweroff));
+    enterLongMode(vm, 0x1000);
+    const r = await vm.run();
+    t.equal(r.status, 1, 'status 1');
+    t.equal(sawDirect, 0xdeadbeef, 'the store landed in the segment without an exit');
+    t.deepEqual(exits, ['w c1001000 badf00d'], 'after unmapping, the store is an MMIO exit');
+    t.equal(new DataView(fb.bytes.buffer).getUint32(0x1000, true), 0xdeadbeef, 'the segment kept its contents');
     vm.close();
   }));
