@@ -79,6 +79,16 @@ export interface NativeSink {
   stats(): { writes: number; reads: number; last: number };
 }
 
+/** The APIC ID of vCPU `i` (as native/vmm/kvm/kvm_cpuid.cc assigns it): thread, core, socket fields. */
+export function apicIdOf(t: Required<Topology>, i: number): number {
+  const bits = (n: number) => (n <= 1 ? 0 : 32 - Math.clz32(n - 1));
+  const tb = bits(t.threads), cb = bits(t.cores);
+  const thread = i % t.threads;
+  const core = Math.floor(i / t.threads) % t.cores;
+  const socket = Math.floor(i / (t.threads * t.cores));
+  return (socket << (tb + cb)) | (core << tb) | thread;
+}
+
 // VMs of this process by name: a KVM VM never outlives its process, so "exists" means "open here".
 const openVms = new Map<string, Vm>();
 
@@ -254,6 +264,14 @@ export class Vm {
   isaSetIrqTrigger(irq: number, trigger: 'edge' | 'level'): void {
     nativeCall(() => this.native.isaSetTrigger(irq, trigger === 'level'));
   }
+  /** vm_inject_nmi: an NMI to one vCPU, sent through its LAPIC (delivery mode NMI, physical destination). */
+  injectNmi(vcpu: number): void {
+    if (!Number.isInteger(vcpu) || vcpu < 0 || vcpu >= this.vcpus.length) throw new RangeError(`no vCPU ${vcpu}`);
+    const id = apicIdOf(this.topo, vcpu);
+    if (id > 255) throw new VmmError('ENOTSUP', 95, 'NMI to an APIC ID above 255 needs x2APIC MSI addressing');
+    this.lapicMsi(0xfee0_0000 + id * 0x1000, 0x400);
+  }
+
   /** An MSI route for irqfd use (GSIs 64..4095). */
   setMsiRoute(gsi: number, addr: number | bigint, data: number): void {
     nativeCall(() => this.native.setMsiRoute(gsi, addr, data));

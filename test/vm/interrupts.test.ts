@@ -3,6 +3,7 @@
 import test from 'tape';
 
 import { EventFd, SuspendHow } from '../../src/vm/index.js';
+import { apicIdOf } from '../../src/vm/vm.js';
 import { enterLongMode, load, newVm, withKvm } from './guest.js';
 
 // Guest layout: code 0x1000, handlers 0x1800 (vector 0x30) and 0x1900 (vector 0x31), IDT 0x4000, GDT 0x5000.
@@ -112,6 +113,43 @@ test('ioeventfd absorbs port writes without exits; irqfd on an MSI route interru
     irq.close();
     vm.close();
   }));
+
+test('an NMI reaches the guest through vector 2', (t) =>
+  withKvm(t, async () => {
+    const vm = newVm();
+    // prettier-ignore
+    load(vm, 0x1000, [
+      0xbb, 0x00, 0x00, 0xe0, 0xfe,                               // mov ebx, 0xfee00000
+      0xc7, 0x83, 0xf0, 0x00, 0x00, 0x00, 0xff, 0x01, 0x00, 0x00, // SVR: enable the LAPIC
+      0xfa,                                                       // cli (NMIs are not masked by IF)
+      0xe6, 0x84,                                                 // out 0x84, al -> the test injects an NMI
+      0xf4, 0xeb, 0xfd,                                           // hlt; jmp back
+    ]);
+    // vector 2 handler: report and stop
+    load(vm, 0x1800, [0xb0, 0x02, 0xe6, 0x85, 0xf4]);
+    load(vm, 0x4000 + 2 * 16, gate(0x1800));
+    // prettier-ignore
+    load(vm, 0x5000, [0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0x9a, 0xaf, 0, 0xff, 0xff, 0, 0, 0, 0x92, 0xcf, 0]);
+    enterLongMode(vm, 0x1000);
+    const c = vm.vcpus[0]!;
+    c.setSregs({ ...c.getSregs(), idt: { base: 0x4000n, limit: 3 * 16 - 1 }, gdt: { base: 0x5000n, limit: 23 } });
+    vm.registerPio(0x84, 1, () => vm.injectNmi(0));
+    const got: number[] = [];
+    vm.registerPio(0x85, 1, (_c, _p, _s, _w, v) => {
+      got.push(v);
+      vm.suspend(SuspendHow.Poweroff);
+    });
+    const r = await vm.run();
+    t.deepEqual(r, { status: 1, error: '' }, 'ended by the NMI handler');
+    t.deepEqual(got, [2], 'vector 2 ran with interrupts disabled');
+    vm.close();
+  }));
+
+test('APIC IDs follow the topology', (t) => {
+  t.equal(apicIdOf({ sockets: 2, cores: 3, threads: 2, maxcpus: 12 }, 7), (1 << 3) | (0 << 1) | 1, 'socket 1, core 0, thread 1');
+  t.equal(apicIdOf({ sockets: 1, cores: 4, threads: 1, maxcpus: 4 }, 3), 3);
+  t.end();
+});
 
 test('interrupt calls check their arguments', (t) =>
   withKvm(t, () => {
