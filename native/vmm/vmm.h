@@ -51,7 +51,7 @@ class Vm {
   // vm_vcpu_open for ids [0, n): creates the vCPUs with CPUID for the topology.
   Status CreateVcpus(int n);
   int vcpuCount() const { return static_cast<int>(vcpus_.size()); }
-  // vm_reinit: every vCPU back to the architectural reset state; memory segments are kept.
+  // vm_reinit: a fresh machine state (KVM VM, irqchip, PIT, vCPUs at reset) over the same memory.
   Status Reinit();
 
   // vm_set_memflags + vm_setup_memory(VM_MMAP_ALL): [0, lowmem) at 0 and the rest from 4 GiB.
@@ -115,6 +115,9 @@ class Vm {
   bool HandleIo(Vcpu* v);
   bool HandleMmio(Vcpu* v);
   Status ApplyCpuid(Vcpu* v);
+  Status OpenVmFd();
+  Status SetSlot(uint32_t slot, uint64_t gpa, uint64_t len, uint8_t* host, bool readonly);
+  Status OpenVcpu(int id, X2apicState x2apic, const bool* caps, std::unique_ptr<Vcpu>* out);
   Status CommitRoutes();
   Vcpu* vcpu(int id);
   Status Accessible(int id, Vcpu** out);
@@ -135,7 +138,7 @@ class Vm {
   GuestMemory mem_;
   struct Segment { int segid; std::string name; uint8_t* host; uint64_t len; };
   std::vector<Segment> segments_;
-  struct Slot { uint32_t slot; uint64_t gpa, len; };
+  struct Slot { uint32_t slot; uint64_t gpa, len; uint8_t* host; bool readonly; };
   std::vector<Slot> deviceSlots_;
   uint32_t nextSlot_ = 2;  // 0 = lowmem, 1 = highmem
   std::vector<uint32_t> freeSlots_;

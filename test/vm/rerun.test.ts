@@ -2,7 +2,7 @@
 // VM after a reset, as an in-process reboot would do.
 import test from 'tape';
 
-import { SuspendHow, VmmError } from '../../src/vm/index.js';
+import { PROT_EXEC, PROT_READ, SuspendHow, VmmError } from '../../src/vm/index.js';
 import { enterRealMode, load, newVm, withKvm } from './guest.js';
 
 test('a handler reads and changes its vCPU registers; other callers get EBUSY while it runs', (t) =>
@@ -64,5 +64,46 @@ test('run() again after a reset: status and handlers work on the second run', (t
     const second = await vm.run();
     t.deepEqual([first.status, second.status], [0, 1], 'reset, then poweroff');
     t.deepEqual(got, [0x10, 0x11], 'both runs reached the handlers');
+    vm.close();
+  }));
+
+test('reinit: a fresh machine over the same memory; the ROM mapping and RAM contents survive', (t) =>
+  withKvm(t, async () => {
+    const vm = newVm();
+    const rom = vm.createDevmem(0, 'bootrom', 0x10000);
+    rom.bytes.fill(0x5c);
+    vm.mapMemseg(0xffff_0000, 0, 0, 0x10000, PROT_READ | PROT_EXEC);
+    // prettier-ignore
+    const code = [
+      0xfa,                         // cli
+      0xb0, 0xff, 0xe6, 0x21,       // mov al, 0xff; out 0x21, al (mask the 8259: in-kernel state)
+      0xe4, 0x21,                   // in al, 0x21
+      0xe6, 0x84,                   // out 0x84, al -> report the mask and suspend
+      0xf4,
+    ];
+    load(vm, 0x1000, code);
+    vm.memory.writeU32(0x7000, 0xcafef00d);
+    const masks: number[] = [];
+    vm.registerPio(0x84, 1, (_c, _p, _s, _w, v) => {
+      masks.push(v);
+      vm.suspend(SuspendHow.Reset);
+    });
+    enterRealMode(vm, 0x1000);
+    t.equal((await vm.run()).status, 0, 'first run: reset');
+    const before = vm.regions();
+    vm.reinit();
+    t.deepEqual(vm.regions(), before, 'the memory map is unchanged');
+    t.equal(vm.memory.readU32(0x7000), 0xcafef00d, 'RAM contents kept');
+    t.equal(vm.vcpus[0]!.getRegs().rip, 0xfff0n, 'the vCPU is at the reset vector');
+    // second run: read the 8259 mask before writing it
+    // prettier-ignore
+    load(vm, 0x1000, [
+      0xe4, 0x21, 0xe6, 0x84,             // in al, 0x21; out 0x84, al (mask after reinit)
+      0xf4,
+    ]);
+    enterRealMode(vm, 0x1000);
+    t.equal((await vm.run()).status, 0, 'second run: reset');
+    t.deepEqual(masks, [0xff, 0x00], 'the 8259 mask the guest set did not survive reinit');
+    t.equal(rom.bytes[0], 0x5c, 'the ROM segment is intact');
     vm.close();
   }));

@@ -79,25 +79,6 @@ Status Vm::Create(const std::string& name, const std::string& lockDir, std::uniq
   }
   vm->runSize_ = ioctl(vm->kvmFd_, KVM_GET_VCPU_MMAP_SIZE, 0);
   if (vm->runSize_ < int(sizeof(kvm_run))) return Err(errno, "KVM_GET_VCPU_MMAP_SIZE");
-  do {
-    vm->vmFd_ = ioctl(vm->kvmFd_, KVM_CREATE_VM, 0);
-  } while (vm->vmFd_ < 0 && errno == EINTR);
-  if (vm->vmFd_ < 0) return Err(errno, "KVM_CREATE_VM");
-  uint64_t idmap = kIdentityMapAddr;
-  if (ioctl(vm->vmFd_, KVM_SET_IDENTITY_MAP_ADDR, &idmap) != 0) return Err(errno, "KVM_SET_IDENTITY_MAP_ADDR");
-  if (ioctl(vm->vmFd_, KVM_SET_TSS_ADDR, kTssAddr) != 0) return Err(errno, "KVM_SET_TSS_ADDR");
-  if (ioctl(vm->vmFd_, KVM_CREATE_IRQCHIP, 0) != 0) return Err(errno, "KVM_CREATE_IRQCHIP");
-  kvm_pit_config pit{};
-  pit.flags = KVM_PIT_SPEAKER_DUMMY;  // port 0x61 answered in the kernel, like bhyve's atpit
-  if (ioctl(vm->vmFd_, KVM_CREATE_PIT2, &pit) != 0) return Err(errno, "KVM_CREATE_PIT2");
-  // Unknown MSRs come to user space so the strictmsr policy decides; without the capability KVM's own
-  // policy (#GP for unknown MSRs, or ignore_msrs) applies, and userMsrExits() reports false.
-  if (ioctl(vm->vmFd_, KVM_CHECK_EXTENSION, KVM_CAP_X86_USER_SPACE_MSR) > 0) {
-    kvm_enable_cap c{};
-    c.cap = KVM_CAP_X86_USER_SPACE_MSR;
-    c.args[0] = KVM_MSR_EXIT_REASON_UNKNOWN;
-    vm->userMsr_ = ioctl(vm->vmFd_, KVM_ENABLE_CAP, &c) == 0;
-  }
   // Interrupt routing per the plan above.
   for (uint32_t g = 0; g < 24; g++) {
     if (g < 16 && g != 2) vm->routes_.push_back({g, KVM_IRQ_ROUTING_IRQCHIP, uint32_t(g < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE), g % 8, 0, 0});
@@ -107,9 +88,71 @@ Status Vm::Create(const std::string& name, const std::string& lockDir, std::uniq
     vm->routes_.push_back({kGsiPicOnly + i, KVM_IRQ_ROUTING_IRQCHIP, uint32_t(i < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE), i % 8, 0, 0});
   for (uint32_t i = 0; i < 24; i++)
     vm->routes_.push_back({kGsiIoapicOnly + i, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQCHIP_IOAPIC, i, 0, 0});
-  Status s = vm->CommitRoutes();
+  Status s = vm->OpenVmFd();
   if (!s.ok()) return s;
   *out = std::move(vm);
+  return Status::Ok();
+}
+
+// A fresh KVM VM with the platform pieces bhyve's vmm.ko provides: relocated TSS/identity map, in-kernel
+// irqchip and PIT, unknown-MSR exits and the GSI routing table.
+Status Vm::OpenVmFd() {
+  do {
+    vmFd_ = ioctl(kvmFd_, KVM_CREATE_VM, 0);
+  } while (vmFd_ < 0 && errno == EINTR);
+  if (vmFd_ < 0) return Err(errno, "KVM_CREATE_VM");
+  uint64_t idmap = kIdentityMapAddr;
+  if (ioctl(vmFd_, KVM_SET_IDENTITY_MAP_ADDR, &idmap) != 0) return Err(errno, "KVM_SET_IDENTITY_MAP_ADDR");
+  if (ioctl(vmFd_, KVM_SET_TSS_ADDR, kTssAddr) != 0) return Err(errno, "KVM_SET_TSS_ADDR");
+  if (ioctl(vmFd_, KVM_CREATE_IRQCHIP, 0) != 0) return Err(errno, "KVM_CREATE_IRQCHIP");
+  kvm_pit_config pit{};
+  pit.flags = KVM_PIT_SPEAKER_DUMMY;  // port 0x61 answered in the kernel, like bhyve's atpit
+  if (ioctl(vmFd_, KVM_CREATE_PIT2, &pit) != 0) return Err(errno, "KVM_CREATE_PIT2");
+  // Unknown MSRs come to user space so the strictmsr policy decides; without the capability KVM's own
+  // policy (#GP for unknown MSRs, or ignore_msrs) applies, and userMsrExits() reports false.
+  userMsr_ = false;
+  if (ioctl(vmFd_, KVM_CHECK_EXTENSION, KVM_CAP_X86_USER_SPACE_MSR) > 0) {
+    kvm_enable_cap c{};
+    c.cap = KVM_CAP_X86_USER_SPACE_MSR;
+    c.args[0] = KVM_MSR_EXIT_REASON_UNKNOWN;
+    userMsr_ = ioctl(vmFd_, KVM_ENABLE_CAP, &c) == 0;
+  }
+  return CommitRoutes();
+}
+
+Status Vm::SetSlot(uint32_t slot, uint64_t gpa, uint64_t len, uint8_t* host, bool readonly) {
+  kvm_userspace_memory_region r{};
+  r.slot = slot;
+  r.flags = readonly ? KVM_MEM_READONLY : 0;  // guest writes to a read-only slot become MMIO exits
+  r.guest_phys_addr = gpa;
+  r.memory_size = len;
+  r.userspace_addr = reinterpret_cast<uint64_t>(host);
+  if (ioctl(vmFd_, KVM_SET_USER_MEMORY_REGION, &r) != 0) return Err(errno, "KVM_SET_USER_MEMORY_REGION");
+  return Status::Ok();
+}
+
+Status Vm::OpenVcpu(int id, X2apicState x2apic, const bool* caps, std::unique_ptr<Vcpu>* out) {
+  auto v = std::make_unique<Vcpu>();
+  v->id = id;
+  v->apicId = ApicIdOf(topo_, id);
+  v->x2apic = x2apic;
+  if (caps) std::copy(caps, caps + kCapCount, v->caps);
+  v->fd = ioctl(vmFd_, KVM_CREATE_VCPU, v->apicId);
+  if (v->fd < 0) return Err(errno, "KVM_CREATE_VCPU " + std::to_string(id));
+  void* p = mmap(nullptr, size_t(runSize_), PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+  if (p == MAP_FAILED) {
+    int e = errno;
+    close(v->fd);
+    return Err(e, "mmap kvm_run");
+  }
+  v->run = static_cast<kvm_run*>(p);
+  Status s = ApplyCpuid(v.get());
+  if (!s.ok()) {
+    munmap(v->run, size_t(runSize_));
+    close(v->fd);
+    return s;
+  }
+  *out = std::move(v);
   return Status::Ok();
 }
 
@@ -170,15 +213,8 @@ Status Vm::CreateVcpus(int n) {
   if (n < 1 || n > max) return Inval("vCPU count " + std::to_string(n) + " outside 1.." + std::to_string(max) + " of the topology");
   if (!vcpus_.empty()) return {EBUSY, "vCPUs already created"};
   for (int i = 0; i < n; i++) {
-    auto v = std::make_unique<Vcpu>();
-    v->id = i;
-    v->apicId = ApicIdOf(topo_, i);
-    v->fd = ioctl(vmFd_, KVM_CREATE_VCPU, v->apicId);
-    if (v->fd < 0) return Err(errno, "KVM_CREATE_VCPU " + std::to_string(i));
-    void* p = mmap(nullptr, size_t(runSize_), PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
-    if (p == MAP_FAILED) return Err(errno, "mmap kvm_run");
-    v->run = static_cast<kvm_run*>(p);
-    Status s = ApplyCpuid(v.get());
+    std::unique_ptr<Vcpu> v;
+    Status s = OpenVcpu(i, X2apicState::kDisabled, nullptr, &v);
     if (!s.ok()) return s;
     vcpus_.push_back(std::move(v));
   }
@@ -187,10 +223,31 @@ Status Vm::CreateVcpus(int n) {
 }
 
 Status Vm::Reinit() {
-  if (started_ && running()) return {EBUSY, "cannot reinit a running VM"};
+  // vm_reinit resets the whole machine state but keeps memory. KVM has no such call, so the KVM VM is
+  // created again over the same guest memory: fresh LAPICs, IOAPIC, PIC and PIT, vCPUs at reset, the
+  // same slots. irqfd/ioeventfd registrations belonged to the old VM and must be made again.
+  if (started_) return {EBUSY, "cannot reinit a running VM"};
+  std::vector<std::pair<X2apicState, std::vector<bool>>> keep;
   for (auto& v : vcpus_) {
-    Status s = ResetVcpu(v->id);
-    if (!s.ok()) return s;
+    keep.push_back({v->x2apic, std::vector<bool>(v->caps, v->caps + kCapCount)});
+    munmap(v->run, size_t(runSize_));
+    close(v->fd);
+  }
+  vcpus_.clear();
+  close(vmFd_);
+  vmFd_ = -1;
+  Status s = OpenVmFd();
+  if (!s.ok()) return s;
+  if (lowmem_ && !(s = SetSlot(0, 0, lowmem_, ramBase_, false)).ok()) return s;
+  if (highmem_ && !(s = SetSlot(1, kHighmemBase, highmem_, ramBase_ + kHighmemBase, false)).ok()) return s;
+  for (const Slot& d : deviceSlots_)
+    if (!(s = SetSlot(d.slot, d.gpa, d.len, d.host, d.readonly)).ok()) return s;
+  for (size_t i = 0; i < keep.size(); i++) {
+    bool caps[kCapCount];
+    for (int k = 0; k < kCapCount; k++) caps[k] = keep[i].second[size_t(k)];
+    std::unique_ptr<Vcpu> v;
+    if (!(s = OpenVcpu(int(i), keep[i].first, caps, &v)).ok()) return s;
+    vcpus_.push_back(std::move(v));
   }
   return Status::Ok();
 }
@@ -218,12 +275,8 @@ Status Vm::SetupMemory(uint64_t size, bool wired, bool incore) {
     if (m == MAP_FAILED) return Err(errno, "cannot map guest RAM");
     madvise(m, p.len, MADV_DONTDUMP);
     if (wired && mlock(m, p.len) != 0) return Err(errno, "cannot wire guest memory (mlock)");
-    kvm_userspace_memory_region r{};
-    r.slot = p.slot;
-    r.guest_phys_addr = p.gpa;
-    r.memory_size = p.len;
-    r.userspace_addr = reinterpret_cast<uint64_t>(m);
-    if (ioctl(vmFd_, KVM_SET_USER_MEMORY_REGION, &r) != 0) return Err(errno, "KVM_SET_USER_MEMORY_REGION");
+    Status st = SetSlot(p.slot, p.gpa, p.len, static_cast<uint8_t*>(m), false);
+    if (!st.ok()) return st;
     mem_.AddRegion({p.gpa, p.len, static_cast<uint8_t*>(m), RegionKind::kRam, true});
   }
   return Status::Ok();
@@ -258,19 +311,13 @@ Status Vm::MmapMemseg(uint64_t gpa, int segid, uint64_t off, uint64_t len, int p
   } else {
     slot = nextSlot_++;
   }
-  kvm_userspace_memory_region r{};
-  r.slot = slot;
-  r.flags = writable ? 0 : KVM_MEM_READONLY;  // guest writes to a read-only slot become MMIO exits
-  r.guest_phys_addr = gpa;
-  r.memory_size = len;
-  r.userspace_addr = reinterpret_cast<uint64_t>(seg->host + off);
-  if (ioctl(vmFd_, KVM_SET_USER_MEMORY_REGION, &r) != 0) {
-    int e = errno;
+  Status st = SetSlot(slot, gpa, len, seg->host + off, !writable);
+  if (!st.ok()) {
     mem_.RemoveRegion(gpa);
     freeSlots_.push_back(slot);
-    return Err(e, "KVM_SET_USER_MEMORY_REGION");
+    return st;
   }
-  deviceSlots_.push_back({slot, gpa, len});
+  deviceSlots_.push_back({slot, gpa, len, seg->host + off, !writable});
   return Status::Ok();
 }
 
