@@ -43,7 +43,7 @@ extern void user_main(void);
 volatile uint32_t interrupt_count[256];
 
 static struct tss64 tss;
-static struct idt_gate idt[256] __attribute__((aligned(16)));
+struct idt_gate idt[256] __attribute__((aligned(16)));
 static char double_fault_stack[4096] __attribute__((aligned(16)));
 static char user_stack[65536] __attribute__((aligned(16)));
 
@@ -78,7 +78,7 @@ static void load_tss(void) {
 }
 
 static void load_idt(void) {
-	for (int v = 0; v < 256; v++) set_gate(v, v == SYSCALL_VECTOR ? 3 : 0, v == 8 ? 1 : 0);
+	for (int v = 0; v < 256; v++) set_gate(v, 0, v == 8 ? 1 : 0);
 	struct { uint16_t limit; uint64_t base; } __attribute__((packed)) ptr = {
 		sizeof idt - 1, (uint64_t)(uintptr_t)idt };
 	__asm__ volatile("lidt %0" : : "m"(ptr));
@@ -123,41 +123,32 @@ static void report_exception(struct trap_frame *f) {
 	power_off();
 }
 
-static void do_syscall(struct trap_frame *f) {
-	switch (f->rax) {
+/* Serves a syscall_gate UD2 (syscall.h); runs on the kernel stack with interrupts off. */
+static uint64_t syscall_dispatch(uint64_t nr, uint64_t a, uint64_t b) {
+	switch (nr) {
 	case SYS_WAIT_FOR_INTERRUPT:
-		/* The gate cleared IF; STI's one-instruction shadow makes STI;HLT race-free. */
+		/* STI's one-instruction shadow makes STI;HLT race-free. */
 		__asm__ volatile("sti; hlt; cli" ::: "memory");
-		f->rax = 0;
-		break;
+		return 0;
 	case SYS_RDMSR: {
 		uint32_t lo, hi;
-		__asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"((uint32_t)f->rdi));
-		f->rax = ((uint64_t)hi << 32) | lo;
-		break;
+		__asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"((uint32_t)a));
+		return ((uint64_t)hi << 32) | lo;
 	}
 	case SYS_WRMSR:
-		__asm__ volatile("wrmsr" : : "c"((uint32_t)f->rdi), "a"((uint32_t)f->rsi),
-				 "d"((uint32_t)(f->rsi >> 32)));
-		f->rax = 0;
-		break;
-	case SYS_TRIPLE_FAULT: {
-		/* With a zero-limit IDT every exception escalates to #DF and then shutdown (SDM §6.15). */
-		struct { uint16_t limit; uint64_t base; } __attribute__((packed)) empty = { 0, 0 };
-		__asm__ volatile("lidt %0; ud2" : : "m"(empty));
-		break;
-	}
+		__asm__ volatile("wrmsr" : : "c"((uint32_t)a), "a"((uint32_t)b), "d"((uint32_t)(b >> 32)));
+		return 0;
 	default:
-		f->rax = (uint64_t)-1;
-		break;
+		return (uint64_t)-1;
 	}
 }
 
 void trap_dispatch(struct trap_frame *f) {
-	if (f->vector < 32) {
+	if (f->vector == 6 && f->rip == (uint64_t)(uintptr_t)syscall_gate_ud2 && (f->cs & 3) == 3) {
+		f->rax = syscall_dispatch(f->rax, f->rdi, f->rsi);
+		f->rip += 2;	/* past the UD2 */
+	} else if (f->vector < 32) {
 		report_exception(f);
-	} else if (f->vector == SYSCALL_VECTOR) {
-		do_syscall(f);
 	} else {
 		interrupt_count[f->vector]++;
 		if (f->vector != LAPIC_SPURIOUS_VECTOR) lapic_eoi();

@@ -62,6 +62,20 @@ trap_common:
 	iretq
 
 /*
+ * The ring-3 -> ring-0 gate (see syscall.h): a UD2 at this one address. The #UD handler
+ * recognises the address, serves rax/rdi/rsi and resumes after the UD2.
+ * uint64_t syscall_gate(uint64_t nr, uint64_t a, uint64_t b)
+ */
+	.globl syscall_gate, syscall_gate_ud2
+syscall_gate:
+	movq %rdi, %rax
+	movq %rsi, %rdi
+	movq %rdx, %rsi
+syscall_gate_ud2:
+	ud2
+	ret
+
+/*
  * void enter_user(void (*entry)(void), void *stack_top)
  * IRETQ to ring 3 with IOPL 3 (RFLAGS bits 12-13) so ring-3 code may use IN/OUT
  * (Intel SDM vol. 1 §19.5.1) and with interrupts enabled: kvm_pvm keeps IF set in

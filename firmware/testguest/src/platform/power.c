@@ -69,7 +69,7 @@ void power_off(void) {
 		struct { uint16_t limit; uint64_t base; } __attribute__((packed)) empty = { 0, 0 };
 		__asm__ volatile("lidt %0; ud2" : : "m"(empty));
 	} else {
-		sys_triple_fault();
+		triple_fault();
 	}
 	for (;;) cpu_relax();
 }

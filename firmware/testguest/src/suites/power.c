@@ -38,8 +38,8 @@ static void run(const char *options) {
 		if (!check(status != 0xFF, "8042 present status=0x%02x, sending command 0xfe", status)) return;
 		power_reset_kbc();
 	} else if (strcmp(how, "triplefault") == 0) {
-		print("TESTGUEST power INFO triple fault via an empty idt\n");
-		sys_triple_fault();
+		print("TESTGUEST power INFO triple fault via a cleared idt\n");
+		triple_fault();
 	} else {
 		check(0, "unknown how=%s (s5, reset, cf9, kbc, triplefault)", how);
 		return;
