@@ -1,6 +1,6 @@
 // The legacy platform devices behind bhyve's LPC bridge, and the timers KVM lacks, built from the config tree:
 // COM1-4, the RTC/CMOS, the ACPI PM block with its timer and SCI, the reset register, the 8042, the POST port,
-// the HPET and (with lpc.fwcfg=qemu) fw_cfg. Port and MMIO ranges are in README.md next to this file.
+// the HPET and fw_cfg (lpc.fwcfg=qemu) or fwctl (lpc.fwcfg=bhyve with a boot ROM). Port and MMIO ranges are in README.md next to this file.
 import type { ConfigTree } from '../../config/tree.js';
 import type { FwcfgUserFile } from '../../config/options.js';
 import { encodeE820, type E820Entry } from '../e820.js';
@@ -15,6 +15,7 @@ import { KeyboardController } from './i8042.js';
 import { PostPort } from './post.js';
 import { Hpet } from './hpet.js';
 import { FwCfg } from './fwcfg.js';
+import { Fwctl } from './fwctl.js';
 
 export { COM_PORTS, Uart16550, type UartBackend } from './uart16550.js';
 export { createUartBackend, parseTcpEndpoint, StdioBackend, TcpBackend, TtyBackend, UartBackendError } from './uart-backends.js';
@@ -25,6 +26,7 @@ export { KeyboardController } from './i8042.js';
 export { PostPort } from './post.js';
 export { Hpet, hpetCapabilities } from './hpet.js';
 export { FwCfg, parseFwCfgDirectory } from './fwcfg.js';
+export { Fwctl } from './fwctl.js';
 
 export class IsaConfigError extends Error {
   override name = 'IsaConfigError';
@@ -58,6 +60,8 @@ export interface IsaDevices {
   hpet: Hpet;
   /** Present with lpc.fwcfg=qemu; the ACPI table loader files are added to it later with addFile(). */
   fwcfg: FwCfg | undefined;
+  /** Present with lpc.fwcfg=bhyve when a boot ROM is configured (bhyve's own firmware asks it for hw.ncpu). */
+  fwctl: Fwctl | undefined;
   /** Resolves when every backend is usable (TCP listeners bound); rejects with the first failure. */
   ready: Promise<void>;
   pressPowerButton(): void;
@@ -115,6 +119,7 @@ export function createIsaDevices(machine: Machine, tree: ConfigTree, opts: IsaOp
     closers.push(() => hpet.close());
 
     let fwcfg: FwCfg | undefined;
+    let fwctl: Fwctl | undefined;
     const mode = tree.get('lpc.fwcfg') ?? 'bhyve';
     if (mode === 'qemu') {
       fwcfg = new FwCfg(machine, { ncpus: opts.ncpus });
@@ -122,10 +127,12 @@ export function createIsaDevices(machine: Machine, tree: ConfigTree, opts: IsaOp
       if (opts.e820) fwcfg.addFile('etc/e820', encodeE820(opts.e820));
       if (opts.bootorder !== undefined) fwcfg.addFile('bootorder', new TextEncoder().encode(opts.bootorder));
       for (const f of opts.fwcfgFiles ?? []) fwcfg.addFile(f.name, f.data);
-    } else if (mode !== 'bhyve') {
+    } else if (mode === 'bhyve') {
+      // bhyve starts fwctl only for its own firmware, i.e. when a boot ROM is loaded.
+      if (tree.get('bootrom') !== undefined) fwctl = new Fwctl(machine, Fwctl.defaultValues(opts.ncpus));
+    } else {
       throw new IsaConfigError(`invalid fwcfg type "${mode}"`);
     }
-    // lpc.fwcfg=bhyve: the fwctl protocol is not implemented; ports 0x510/0x511 stay unclaimed.
 
     const ready = Promise.all(waits).then(() => undefined);
     ready.catch(() => undefined);
@@ -139,6 +146,7 @@ export function createIsaDevices(machine: Machine, tree: ConfigTree, opts: IsaOp
       post,
       hpet,
       fwcfg,
+      fwctl,
       ready,
       pressPowerButton: () => pm.pressPowerButton(),
       close: closeAll,

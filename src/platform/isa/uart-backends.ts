@@ -60,14 +60,8 @@ export class StdioBackend implements UartBackend {
   private onData: ((d: Uint8Array) => void) | undefined;
   private readonly listener = (d: Buffer): void => this.onData?.(d);
   private readonly restoreOnExit = (): void => this.restoreTerminal();
-  private readonly restoreOnUncaught = (err: Error, origin: string): void => {
-    this.restoreTerminal();
-    // With a listener installed Node would no longer exit; keep its default outcome.
-    if (process.listenerCount('uncaughtException') === 1) {
-      process.stderr.write(`${origin === 'unhandledRejection' ? 'Unhandled rejection' : 'Uncaught exception'}: ${err.stack ?? err}\n`);
-      process.exit(7);
-    }
-  };
+  /** A monitor sees uncaught exceptions without changing Node's outcome (print and exit). */
+  private readonly restoreOnUncaught = (): void => this.restoreTerminal();
   private readonly signalHandlers = new Map<NodeJS.Signals, () => void>();
 
   constructor(private readonly streams: StdioStreams = { input: process.stdin, output: process.stdout }) {
@@ -85,7 +79,7 @@ export class StdioBackend implements UartBackend {
       input.setRawMode(true);
       this.raw = true;
       process.on('exit', this.restoreOnExit);
-      process.on('uncaughtException', this.restoreOnUncaught);
+      process.on('uncaughtExceptionMonitor', this.restoreOnUncaught);
       for (const sig of FATAL_SIGNALS) {
         const h = (): void => this.onFatalSignal(sig, h);
         this.signalHandlers.set(sig, h);
@@ -133,7 +127,7 @@ export class StdioBackend implements UartBackend {
     this.streams.input.pause();
     this.restoreTerminal();
     process.off('exit', this.restoreOnExit);
-    process.off('uncaughtException', this.restoreOnUncaught);
+    process.off('uncaughtExceptionMonitor', this.restoreOnUncaught);
     for (const [sig, h] of this.signalHandlers) process.off(sig, h);
     stdioInUse = false;
   }

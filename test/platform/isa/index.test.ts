@@ -29,7 +29,7 @@ test('isa: default tree: every device present, fw_cfg ports left alone in bhyve 
     'claimed ports',
   );
   t.notOk(m.io.claimsPort(0x61), 'port 0x61 stays with KVM');
-  t.notOk(m.io.claimsPort(0x510), 'lpc.fwcfg=bhyve: fwctl not offered, ports unclaimed');
+  t.notOk(m.io.claimsPort(0x510), 'lpc.fwcfg=bhyve without a boot ROM: no fwctl, ports unclaimed');
   t.deepEqual(m.io.mmio.map((c) => [c.base, c.len]), [[HPET_BASE, 0x400]], 'HPET MMIO');
   t.equal(dev.uarts.length, 4);
   t.deepEqual(dev.backends, [undefined, undefined, undefined, undefined], 'no backends configured');
