@@ -248,3 +248,29 @@ test('stdio backend: only one port may use it; a TTY goes raw and is restored', 
   t.deepEqual(modes, [true, false], 'setRawMode never called for a pipe');
   t.end();
 });
+
+test('stdio backend on a real terminal: raw while running, restored on exit, uncaught error, SIGTERM and close', async (t) => {
+  const expectations: Array<[string, number]> = [
+    ['exit', 0],
+    ['throw', 1],
+    ['signal', -15],
+    ['close', -9],
+  ];
+  for (const [mode, rc] of expectations) {
+    const out = await new Promise<string>((resolve) => {
+      const p = spawn(
+        'python3',
+        [join(here, 'fixtures/pty-run.py'), mode, process.execPath, '--import', 'tsx', join(here, 'fixtures/stdio-raw-child.ts'), mode],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      let s = '';
+      p.stdout!.on('data', (d: Buffer) => (s += d.toString()));
+      p.on('exit', () => resolve(s));
+    });
+    const r = JSON.parse(out) as { sawRaw: boolean; rawDuring: boolean; restored: boolean; returncode: number };
+    t.ok(r.sawRaw && r.rawDuring, `${mode}: terminal raw while the VM runs`);
+    t.ok(r.restored, `${mode}: terminal modes restored`);
+    t.equal(r.returncode, rc, `${mode}: ended as expected (${rc})`);
+  }
+  t.end();
+});
