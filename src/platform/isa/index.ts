@@ -4,7 +4,7 @@
 import type { ConfigTree } from '../../config/tree.js';
 import type { FwcfgUserFile } from '../../config/options.js';
 import { encodeE820, type E820Entry } from '../e820.js';
-import type { Machine } from '../machine.js';
+import type { IoSpace, Machine } from '../machine.js';
 import type { MemoryLayout } from '../../vm/memmap.js';
 import { COM_PORTS, Uart16550, type UartBackend } from './uart16550.js';
 import { createUartBackend, TcpBackend } from './uart-backends.js';
@@ -69,8 +69,10 @@ export interface IsaDevices {
 }
 
 /** Builds every device and claims its ranges on `machine`. */
-export function createIsaDevices(machine: Machine, tree: ConfigTree, opts: IsaOptions): IsaDevices {
+export function createIsaDevices(hostMachine: Machine, tree: ConfigTree, opts: IsaOptions): IsaDevices {
   const closers: Array<() => void> = [];
+  // Every range the devices claim is released again by close() (and if construction fails half-way).
+  const machine = trackingMachine(hostMachine, closers);
   const closeAll = (): void => {
     for (const c of closers.splice(0).reverse()) {
       try {
@@ -155,6 +157,27 @@ export function createIsaDevices(machine: Machine, tree: ConfigTree, opts: IsaOp
     closeAll();
     throw e;
   }
+}
+
+/** The same machine, but each claimed range also queues its release on `closers` (released last, after devices). */
+function trackingMachine(m: Machine, closers: Array<() => void>): Machine {
+  const releases: Array<() => void> = [];
+  closers.unshift(() => {
+    for (const r of releases.splice(0).reverse()) r();
+  });
+  const io: IoSpace = {
+    registerPort: (base, len, handler) => {
+      m.io.registerPort(base, len, handler);
+      releases.push(() => m.io.unregisterPort(base));
+    },
+    unregisterPort: (base) => m.io.unregisterPort(base),
+    registerMmio: (base, len, handler) => {
+      m.io.registerMmio(base, len, handler);
+      releases.push(() => m.io.unregisterMmio(base));
+    },
+    unregisterMmio: (base) => m.io.unregisterMmio(base),
+  };
+  return { io, irq: m.irq, memory: m.memory, suspend: (how) => m.suspend(how) };
 }
 
 function le32(v: number): Uint8Array {

@@ -134,3 +134,18 @@ test('isa: rtc.use_localtime=false gives UTC', (t) => {
   }
   t.end();
 });
+
+test('isa: close() releases every range; a failed build leaves nothing claimed', (t) => {
+  const m = new TestMachine();
+  const dev = createIsaDevices(m, quietTree(), { layout, ncpus: 1, sigtermPowerButton: false });
+  dev.close();
+  t.deepEqual(m.io.portRanges(), [], 'no ports left');
+  t.deepEqual(m.io.mmio, [], 'no MMIO left');
+  const again = createIsaDevices(m, quietTree(), { layout, ncpus: 1, sigtermPowerButton: false });
+  t.ok(m.io.claimsPort(0x3f8), 'the same machine can be populated again');
+  again.close();
+  m.io.registerPort(0xcf9, 1, () => 0); // someone else holds the reset register
+  t.throws(() => createIsaDevices(m, quietTree(), { layout, ncpus: 1, sigtermPowerButton: false }), /overlaps/);
+  t.deepEqual(m.io.portRanges(), [[0xcf9, 1]], 'the half-built devices released their ranges');
+  t.end();
+});
