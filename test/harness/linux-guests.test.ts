@@ -52,6 +52,7 @@ test('batch script: sh runs it, framing each guest and making its disks', (t) =>
   t.equal(r!.vmmStatus, 0, 'the VMM status');
   t.equal(r!.output, 'hello', 'only the script output');
   t.equal(r!.initMs, 100, 'init time from the start marker');
+  t.equal(r!.kernelMs, 500, "the guest kernel's uptime at init");
   t.equal(r!.readyMs, 200, 'ready time from the start marker');
   t.equal(r!.totalMs, 500, 'total time to the end marker');
   t.end();

@@ -79,7 +79,6 @@ export type IrqEvent =
 
 /** Records every interrupt call and keeps the resulting line levels and edge counts per IOAPIC pin. */
 export class RecordingInterrupts implements InterruptController {
-  readonly ioapicPins = 24;
   readonly events: IrqEvent[] = [];
   private readonly pinLevel = new Map<number, boolean>();
   private readonly pinEdges = new Map<number, number>();
@@ -87,6 +86,9 @@ export class RecordingInterrupts implements InterruptController {
   private readonly isaEdges = new Map<number, number>();
   readonly isaTrigger = new Map<number, boolean>();
   private listeners: Array<() => void> = [];
+
+  /** KVM's in-kernel IOAPIC has 24 pins; FreeBSD's vioapic has 32. */
+  constructor(readonly ioapicPins = 24) {}
 
   private edge(map: Map<number, number>, n: number): void {
     map.set(n, (map.get(n) ?? 0) + 1);
@@ -203,14 +205,22 @@ export class ArrayGuestMemory implements GuestMemoryAccess {
   }
 }
 
+export interface TestMachineOptions {
+  /** Bytes of guest RAM from address 0 (default 1 MiB). */
+  memorySize?: number;
+  ioapicPins?: number;
+}
+
 export class TestMachine implements Machine {
   readonly io = new TestIoSpace();
-  readonly irq = new RecordingInterrupts();
+  readonly irq: RecordingInterrupts;
   readonly memory: ArrayGuestMemory;
+  /** Every machine.suspend() call, in order. */
   readonly suspends: SuspendHow[] = [];
 
-  constructor(memorySize?: number) {
-    this.memory = new ArrayGuestMemory(memorySize);
+  constructor(opts: TestMachineOptions = {}) {
+    this.memory = new ArrayGuestMemory(opts.memorySize);
+    this.irq = new RecordingInterrupts(opts.ioapicPins);
   }
 
   suspend(how: SuspendHow): void {

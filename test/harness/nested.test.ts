@@ -42,7 +42,10 @@ test('nested KVM: Linux guests boot under QEMU+KVM and report through their cons
   t.comment(`guests ran on the ${run.where === 'l1' ? 'nested-KVM L1 machine' : 'host'} (${run.reason})`);
   if (run.l1ReadyMs !== undefined) t.comment(`L1 start (QEMU TCG to ready): ${seconds(run.l1ReadyMs)}`);
   for (const g of run.guests) {
-    t.comment(`L2 ${g.name}: init ${seconds(g.initMs)}, ready ${seconds(g.readyMs)}, total ${seconds(g.totalMs)}`);
+    t.comment(
+      `L2 ${g.name}: init ${seconds(g.initMs)} (guest kernel ${seconds(g.kernelMs)}), ready ${seconds(g.readyMs)}, ` +
+        `total ${seconds(g.totalMs)}`,
+    );
   }
   t.comment(`whole batch: ${seconds(run.totalMs)}`);
 
