@@ -193,3 +193,17 @@ test('hpet: malformed accesses are harmless', (t) => {
   hpet.close();
   t.end();
 });
+
+test('hpet: the route mask follows the IOAPIC size, as vhpet computes it', (t) => {
+  const m32 = new TestMachine({ ioapicPins: 32 });
+  const h32 = new Hpet(m32);
+  t.equal(m32.read(tcfg(0) + 4), 0xff00_0000, '32 pins: routes 24-31');
+  h32.close();
+  const m16 = new TestMachine({ ioapicPins: 16 });
+  const h16 = new Hpet(m16);
+  t.equal(m16.read(tcfg(0) + 4), 0, 'fewer than 20 pins: no IOAPIC routes');
+  m16.write(tcfg(0), (3 << 9) | 4);
+  t.equal((m16.read(tcfg(0)) >> 9) & 0x1f, 0, 'any route is refused');
+  h16.close();
+  t.end();
+});
