@@ -2,9 +2,10 @@
 // The request/response channel between vCPU threads and the JavaScript main thread, for exits that a
 // TypeScript device handles. Measured design (bench/exits, docs/vmm.md):
 //  - each vCPU owns one slot in a buffer that JS also sees as an ArrayBuffer (no objects per exit);
-//  - a vCPU posts a request by setting state = kRequest; if the main thread is inside Pump() it sees the
-//    request within a bounded spin, otherwise the vCPU asks for attention once (a thread-safe function
-//    that wakes the event loop), so the loop stays free for sockets and timers while the guest runs;
+//  - a vCPU posts a request by setting state = kRequest and ringing a doorbell futex; a main thread inside
+//    Pump() (optionally spinning, then sleeping on the doorbell for a bounded time) takes it at once;
+//    otherwise the vCPU asks for attention once (a thread-safe function that wakes the event loop), so
+//    the loop stays free for sockets and timers while the guest runs;
 //  - the vCPU waits for the answer with a short spin, then a futex.
 // The byte layout below is mirrored by src/vm/exit-channel.ts.
 #include <atomic>
@@ -50,6 +51,8 @@ class ExitChannel {
   size_t bufferSize() const { return sizeof(ExitSlot) * count_; }
   int count() const { return count_; }
   void SetNotify(std::function<void()> fn) { notify_ = std::move(fn); }
+  // How long a vCPU spins for the main thread's answer before sleeping on its futex.
+  void SetCallSpin(int64_t ns) { callSpinNs_.store(ns); }
 
   // vCPU side: publish the request in `s` and block until the main thread answered it. `stopping`
   // lets the wait end when the VM is torn down without a main thread.
@@ -84,6 +87,7 @@ class ExitChannel {
   std::atomic<bool> pumping_{false};
   std::atomic<bool> attention_{false};
   std::atomic<bool> shutdown_{false};
+  std::atomic<int64_t> callSpinNs_{20 * 1000};
   std::atomic<uint32_t> doorbell_{0};     // bumped on every posted request
   std::atomic<uint32_t> mainWaiting_{0};  // the main thread sleeps on doorbell_
   std::function<void()> notify_;

@@ -435,7 +435,7 @@ class VmWrap : public Napi::ObjectWrap<VmWrap> {
     o.Set("last", Napi::Number::New(info.Env(), double(sinks_[size_t(i)]->last())));
     return o;
   }
-  // start(cpusets: number[][], onAttention: () => void) -> ArrayBuffer over the exit slots
+  // start(cpusets: number[][], onAttention: () => void, vcpuSpinNs?) -> ArrayBuffer over the exit slots
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Live(env)) return {};
@@ -450,6 +450,10 @@ class VmWrap : public Napi::ObjectWrap<VmWrap> {
         for (uint32_t j = 0; j < ea.Length(); j++) s.push_back(ea.Get(j).ToNumber().Int32Value());
       }
       sets.push_back(std::move(s));
+    }
+    if (info.Length() > 2 && info[2].IsNumber()) {
+      double ns = info[2].As<Napi::Number>().DoubleValue();
+      vm_->channel().SetCallSpin(int64_t(ns >= 0 && ns <= 1e9 ? ns : 0));
     }
     tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "tsbhyve-vcpu-exit", 0, 1);
     Napi::ThreadSafeFunction* fn = &tsfn_;

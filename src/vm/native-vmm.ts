@@ -38,7 +38,7 @@ export interface NativeVm {
   unregisterRange(space: 0 | 1, base: number): void;
   addSink(space: 0 | 1, base: number, len: number): number;
   sinkStats(index: number): { writes: number; reads: number; last: number };
-  start(cpusets: number[][], onAttention: () => void): ArrayBuffer;
+  start(cpusets: number[][], onAttention: () => void, vcpuSpinNs: number): ArrayBuffer;
   pump(done: number, spinNs: number, waitNs: number): number;
   release(done: number): void;
   suspend(how: number): void;
