@@ -57,18 +57,20 @@ test('testguest.elf is an x86-64 ELF whose PVH note (type 18) holds the entry po
   t.end();
 });
 
-const suites: Array<[string, string]> = [
-  ['platform', 'cpus=2 mem=256 ecam=0xb0000000 fwcfg=1 pcidevs=5'],
-  ['uart', 'uarts=1'],
-  ['rtc', ''],
-  ['pmtimer', ''],
-  ['hpet', ''],
-  ['irq', ''],
+// [suite, command-line expectations, extra QEMU arguments]
+const suites: Array<[string, string, string[]]> = [
+  ['platform', 'cpus=2 mem=256 ecam=0xb0000000 fwcfg=1 pcidevs=5', []],
+  ['uart', 'uarts=1', []],
+  ['rtc', '', []],
+  ['pmtimer', '', []],
+  ['hpet', '', []],
+  ['irq', '', []],
+  ['msi', '', ['-device', 'edu']],
 ];
 
-for (const [suite, extra] of suites) {
+for (const [suite, extra, extraArgs] of suites) {
   test(`QEMU q35: test=${suite} passes every check and powers off`, { skip }, async (t) => {
-    const r = await runTestguestInQemu({ append: `test=${suite} ${extra}`.trim(), smp: 2, memMiB: 256 });
+    const r = await runTestguestInQemu({ append: `test=${suite} ${extra}`.trim(), smp: 2, memMiB: 256, extraArgs });
     t.comment(describe(r));
     const out = parseTestguestOutput(r.output);
     t.ok(out.ready, 'guest printed TESTGUEST READY');

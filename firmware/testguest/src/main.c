@@ -34,6 +34,7 @@ static void platform_init(void) {
 	pages_init();
 	pci_default_access = pci_ecam_available() ? PCI_ACCESS_ECAM : PCI_ACCESS_CF8;
 	pci_enumerate(pci_default_access);
+	pci_assign_unassigned_bars();
 	drivers_probe();
 }
 

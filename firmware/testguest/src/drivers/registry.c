@@ -3,7 +3,9 @@
  * add their `extern const struct pci_driver` and one entry here.
  */
 #include "driver.h"
+#include "edu.h"
 
 const struct pci_driver *const pci_drivers[] = {
+	&edu_driver,
 	0,
 };

@@ -50,6 +50,8 @@ void pci_cfg_write8(const struct pci_function *f, uint16_t off, uint8_t v);
 
 /* Walks bus 0 and every bus behind a bridge; sizes BARs. Returns the function count. */
 int pci_enumerate(enum pci_access how);
+/* Gives BARs the firmware left at address zero a free, aligned address. Returns how many. */
+int pci_assign_unassigned_bars(void);
 struct pci_function *pci_find(uint16_t vendor, uint16_t device, int index);
 
 #define PCI_COMMAND 0x04

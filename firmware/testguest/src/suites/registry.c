@@ -2,7 +2,7 @@
 #include "../lib/string.h"
 
 extern const struct suite suite_platform, suite_uart, suite_rtc, suite_pmtimer, suite_hpet,
-	suite_irq, suite_power;
+	suite_irq, suite_msi, suite_power;
 
 const struct suite *const suites[] = {
 	&suite_platform,
@@ -11,6 +11,7 @@ const struct suite *const suites[] = {
 	&suite_pmtimer,
 	&suite_hpet,
 	&suite_irq,
+	&suite_msi,
 	&suite_power,
 	0,
 };
