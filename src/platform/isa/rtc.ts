@@ -359,7 +359,8 @@ export class Rtc {
     const c = (this.cmos[RTC_STATUS_C]! | flags) & (SC_PF | SC_AF | SC_UF);
     const enabled = (b & SB_PIE && c & SC_PF) || (b & SB_AIE && c & SC_AF) || (b & SB_UIE && c & SC_UF);
     const oldIrqf = this.cmos[RTC_STATUS_C]! & SC_IRQF;
-    this.cmos[RTC_STATUS_C] = c | (enabled ? SC_IRQF : oldIrqf);
+    // IRQF = PF.PIE + AF.AIE + UF.UIE (datasheet, register C).
+    this.cmos[RTC_STATUS_C] = c | (enabled ? SC_IRQF : 0);
     // vrtc signals IRQ 8 as an edge on the 0 -> 1 transition of IRQF.
     if (enabled && !oldIrqf && !this.closed) this.machine.irq.isaPulse(RTC_IRQ, RTC_IRQ);
   }

@@ -101,6 +101,23 @@ test('rtc: setting the time with SET moves the guest clock; invalid time stops i
   t.end();
 });
 
+test('rtc: UF latches each second; IRQF only while the matching enable is set', (t) => {
+  const { m, rtc, advanceMs } = fixedRtc();
+  advanceMs(1000);
+  t.equal(cmos(m, 0x0c), 0x10, 'UF without UIE: flag only, no IRQF');
+  t.equal(m.irq.isaEdgeCount(8), 0, 'and no interrupt');
+  t.equal(cmos(m, 0x0c), 0x00, 'cleared by the read, no new second yet');
+  cmosWrite(m, 0x0b, 0x12); // UIE
+  advanceMs(1000);
+  t.equal(cmos(m, 0x0c), 0x90, 'UF with UIE: IRQF too');
+  t.equal(m.irq.isaEdgeCount(8), 1, 'one IRQ 8 edge');
+  advanceMs(1000);
+  cmosWrite(m, 0x0b, 0x02); // UIE off before the guest looks
+  t.equal(cmos(m, 0x0c), 0x10, 'IRQF drops with its enable');
+  rtc.close();
+  t.end();
+});
+
 test('rtc: memory-size bytes as bhyve sets them', (t) => {
   const cases: Array<[string, number, number[]]> = [
     // [0x34, 0x35, 0x5b, 0x5c, 0x5d]
