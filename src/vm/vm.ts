@@ -323,7 +323,7 @@ export class Vm {
     const nat = this.native;
     const t0 = performance.now();
     let done = -1;
-    for (let n = 1; ; n++) {
+    for (;;) {
       const i = nat.pump(done, r.spinNs, r.waitNs);
       if (i === -1) return;
       if (i === -2) {
@@ -333,7 +333,8 @@ export class Vm {
       r.channel.dispatch(i);
       if (this.closed) return; // a handler closed the VM; its threads are gone
       done = i;
-      if ((n & 31) === 0 && performance.now() - t0 > r.sliceMs) {
+      // Checked on every exit: a slow exit (a busy host) must not stretch the slice.
+      if (performance.now() - t0 > r.sliceMs) {
         nat.release(done);
         setImmediate(() => this.drain());
         return;

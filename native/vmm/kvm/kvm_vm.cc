@@ -175,7 +175,9 @@ Vm::~Vm() {
     if (lowmem_) mmap(ramBase_, lowmem_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
     if (highmem_) mmap(ramBase_ + kHighmemBase, highmem_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
   }
-  for (auto& s : segments_) madvise(s.host, s.len, MADV_DONTNEED);
+  // Segments are shared memory: MADV_REMOVE frees their pages (reads then see zeros), the mapping stays.
+  for (auto& s : segments_)
+    if (madvise(s.host, s.len, MADV_REMOVE) != 0) madvise(s.host, s.len, MADV_DONTNEED);
   if (lockFd_ >= 0) {
     if (ftruncate(lockFd_, 0) != 0) { /* the pid text is informative only */ }
     close(lockFd_);  // releases the flock
