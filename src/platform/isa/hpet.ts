@@ -268,6 +268,8 @@ export class Hpet {
     // VAL_SET covers one comparator write. An 8-byte store reaches us as two halves, low first, so in 64-bit
     // mode it stays armed until the high half has been written.
     if (t.config & TN_32MODE || mask >> 32n !== 0n) t.config &= ~TN_VAL_SET;
+    // Half a periodic comparator is not a comparator yet: arm once the high half is in.
+    if (t.config & TN_VAL_SET && t.config & TN_TYPE_PERIODIC) return;
     this.arm(n);
   }
 
@@ -346,6 +348,13 @@ export class Hpet {
     const width = t.config & TN_32MODE ? MASK32 : MASK64;
     // Ticks until the counter (in the timer's width) next equals the comparator; a full wrap if it equals now.
     let delta = (t.comparator - (now & width)) & width;
+    if (t.config & TN_TYPE_PERIODIC && t.period !== 0n && delta > (width + 1n) / 2n) {
+      // A periodic comparator behind the counter steps forward by whole periods (as vhpet_adjust_compval does)
+      // instead of waiting for the counter to wrap.
+      const behind = ((now & width) - t.comparator) & width;
+      t.comparator = (t.comparator + (behind / t.period + 1n) * t.period) & width;
+      delta = (t.comparator - (now & width)) & width;
+    }
     if (delta === 0n) delta = width + 1n;
     t.targetAbs = now + delta;
     this.wait(n);

@@ -59,7 +59,11 @@ export class StdioBackend implements UartBackend {
   private closed = false;
   private onData: ((d: Uint8Array) => void) | undefined;
   private readonly listener = (d: Buffer): void => this.onData?.(d);
-  private readonly restoreOnExit = (): void => this.restoreTerminal();
+  /** At exit: the last guest output still waiting for setImmediate goes out, then the terminal is restored. */
+  private readonly restoreOnExit = (): void => {
+    this.out.flush();
+    this.restoreTerminal();
+  };
   /** A monitor sees uncaught exceptions without changing Node's outcome (print and exit). */
   private readonly restoreOnUncaught = (): void => this.restoreTerminal();
   private readonly signalHandlers = new Map<NodeJS.Signals, () => void>();
@@ -75,10 +79,10 @@ export class StdioBackend implements UartBackend {
   start(onData: (data: Uint8Array) => void): void {
     this.onData = onData;
     const input = this.streams.input;
+    process.on('exit', this.restoreOnExit);
     if (input.isTTY && typeof input.setRawMode === 'function') {
       input.setRawMode(true);
       this.raw = true;
-      process.on('exit', this.restoreOnExit);
       process.on('uncaughtExceptionMonitor', this.restoreOnUncaught);
       for (const sig of FATAL_SIGNALS) {
         const h = (): void => this.onFatalSignal(sig, h);

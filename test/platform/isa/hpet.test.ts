@@ -207,3 +207,20 @@ test('hpet: the route mask follows the IOAPIC size, as vhpet computes it', (t) =
   h16.close();
   t.end();
 });
+
+test('hpet: a periodic timer whose comparator is already behind the counter catches up by whole periods', async (t) => {
+  const m = new TestMachine();
+  const hpet = new Hpet(m);
+  m.write(CFG, 1);
+  await sleep(20);
+  const period = ms(5);
+  m.write(tcfg(6), (20 << 9) | 0x4 | 0x8 | 0x40);
+  m.write64(tcmp(6), 1n); // long past
+  m.write64(tcmp(6), period);
+  const ahead = m.read64(tcmp(6)) - m.read64(CNT);
+  t.ok(ahead > 0n && ahead <= period, 'comparator moved to within one period ahead of the counter');
+  await m.irq.waitFor(() => m.irq.pinEdgeCount(20) >= 3, 1000, 'periodic interrupts');
+  t.pass('fires without waiting for a counter wrap');
+  hpet.close();
+  t.end();
+});
