@@ -3,7 +3,7 @@
 // Boot it with `console=ttyS0 quiet` (under KVM every console character costs an exit).
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { appendTo } from './cpio.js';
+import { appendTo, cpioArchive, type CpioEntry } from './cpio.js';
 import { buildImage, type ImageSpec, type LinuxImage } from './image.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -45,7 +45,16 @@ export function linuxGuestImage(): LinuxImage {
  * without anything on the command line. Returns `out`.
  */
 export function initrdWithTestScript(image: LinuxImage, script: string, out: string): string {
-  appendTo(image.initrd, [{ kind: 'file', path: 'test.sh', data: script, mode: 0o755 }], out);
+  appendTo(image.initrd, testScriptEntries(script), out);
   return out;
+}
+
+/** The archive to put after the image's initramfs (byte concatenation) to give the guest `script`. */
+export function testScriptArchive(script: string): Buffer {
+  return cpioArchive(testScriptEntries(script));
+}
+
+function testScriptEntries(script: string): CpioEntry[] {
+  return [{ kind: 'file', path: 'test.sh', data: script, mode: 0o755 }];
 }
 

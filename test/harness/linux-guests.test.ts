@@ -1,7 +1,9 @@
 // Unit tests of the guest harness's pieces that need no VM: console clean-up, the batch script and the
 // parsing of its output into per-guest results, the QEMU command line, and the KVM verdict.
 import test from 'tape';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { cleanConsoleText, LineSplitter, type ConsoleLine } from './nested/console.js';
 import { hostKvmVerdict } from './nested/detect.js';
@@ -22,39 +24,57 @@ test('console: SeaBIOS screen control and carriage returns are removed; lines ar
 
 const boot: GuestBoot = {
   name: 'disk-test',
-  kernel: '/k/vmlinuz',
-  vmlinux: "/k/it's vmlinux",
-  initrd: '/k/initrd.cpio',
-  cmdline: 'console=ttyS0 quiet',
+  kernel: '$scratch/bzImage',
+  vmlinux: '$scratch/vmlinux',
+  initrd: '$scratch/disk-test.cpio',
+  cmdline: "console=ttyS0 quiet it's",
   memMiB: 256,
   cpus: 2,
   disks: ['$scratch/disk-test-0.img'],
 };
 
-test('qemu command: PVH kernel, quoted paths, disks as expandable shell words', (t) => {
+test('qemu command: PVH kernel from the scratch copy, quoted command line, disks as shell words', (t) => {
   const cmd = qemuKvmCommand(boot);
-  t.ok(cmd.includes(`-kernel '/k/it'\\''s vmlinux'`), 'the ELF kernel path is single-quoted');
-  t.ok(cmd.includes(`-append 'console=ttyS0 quiet'`), 'the command line is one word');
+  t.ok(cmd.includes('-kernel "$scratch/vmlinux"'), 'the ELF kernel, expanded by the shell');
+  t.ok(cmd.includes(`-append 'console=ttyS0 quiet it'\\''s'`), 'the command line is one single-quoted word');
   t.ok(cmd.includes('-drive "file=$scratch/disk-test-0.img,if=virtio,format=raw"'), 'disk path expands in the shell');
   t.ok(cmd.includes('-accel kvm') && cmd.includes('-smp 2') && cmd.includes('-m 256'), 'KVM, vCPUs, memory');
   t.end();
 });
 
-test('batch script: sh runs it, framing each guest and making its disks', (t) => {
-  // A stand-in VMM that prints what a guest would and checks its disk exists with the right size.
-  const fake = 'sh -c \'test "$(stat -c %s "$0")" = 1048576 && echo "TSBHYVE-GUEST-INIT uptime=0.5" && echo TSBHYVE-GUEST-READY uptime=0.6 && echo hello && echo TSBHYVE-GUEST-EXIT status=3\' "$scratch/disk-test-0.img"';
-  const script = batchScript([{ boot, command: fake, disksMiB: [1] }], 10);
-  t.doesNotThrow(() => execFileSync('sh', ['-n'], { input: script }), 'the script is valid sh');
-  const out = execFileSync('sh', ['-c', script], { encoding: 'utf8' });
-  const lines = out.trim().split('\n').map((text, i) => ({ ms: i * 100, text }));
-  const [r] = parseBatch(lines, ['disk-test']);
-  t.equal(r!.status, 3, 'the guest script status');
-  t.equal(r!.vmmStatus, 0, 'the VMM status');
-  t.equal(r!.output, 'hello', 'only the script output');
-  t.equal(r!.initMs, 100, 'init time from the start marker');
-  t.equal(r!.kernelMs, 500, "the guest kernel's uptime at init");
-  t.equal(r!.readyMs, 200, 'ready time from the start marker');
-  t.equal(r!.totalMs, 500, 'total time to the end marker');
+test('batch script: sh runs it, staging the image, building each initramfs, making disks', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'batch-'));
+  try {
+    writeFileSync(join(dir, 'vmlinux'), 'ELF');
+    writeFileSync(join(dir, 'base.cpio'), 'BASE');
+    writeFileSync(join(dir, 'test.cpio'), 'TAIL');
+    // A stand-in VMM: checks the staged kernel, the guest's initramfs and its disk, then prints what a
+    // guest would.
+    const fake = [
+      `sh -c 'test "$(cat "$0")" = ELF && test "$(cat "$1")" = BASETAIL && test "$(stat -c %s "$2")" = 1048576`,
+      '&& echo "TSBHYVE-GUEST-INIT uptime=0.5" && echo TSBHYVE-GUEST-READY uptime=0.6 && echo hello',
+      `&& echo TSBHYVE-GUEST-EXIT status=3' "$scratch/vmlinux" "$scratch/disk-test.cpio" "$scratch/disk-test-0.img"`,
+    ].join(' ');
+    const script = batchScript(
+      { kernel: join(dir, 'bzImage-not-used'), vmlinux: join(dir, 'vmlinux'), initrd: join(dir, 'base.cpio') },
+      [{ boot, command: fake, disksMiB: [1], scriptArchive: join(dir, 'test.cpio') }],
+      10,
+    );
+    t.doesNotThrow(() => execFileSync('sh', ['-n'], { input: script }), 'the script is valid sh');
+    t.notOk(script.includes('bzImage-not-used'), 'a kernel no command uses is not copied');
+    const out = execFileSync('sh', ['-c', script], { encoding: 'utf8' });
+    const lines = out.trim().split('\n').map((text, i) => ({ ms: i * 100, text }));
+    const [r] = parseBatch(lines, ['disk-test']);
+    t.equal(r!.status, 3, 'the guest script status');
+    t.equal(r!.vmmStatus, 0, 'the VMM status (its checks of the staged files passed)');
+    t.equal(r!.output, 'hello', 'only the script output');
+    t.equal(r!.initMs, 100, 'init time from the start marker');
+    t.equal(r!.kernelMs, 500, "the guest kernel's uptime at init");
+    t.equal(r!.readyMs, 200, 'ready time from the start marker');
+    t.equal(r!.totalMs, 500, 'total time to the end marker');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   t.end();
 });
 
