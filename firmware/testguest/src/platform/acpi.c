@@ -28,7 +28,7 @@ static int rsdp_valid(const struct rsdp *r) {
 }
 
 /* §5.2.5.1: the RSDP is on a 16-byte boundary in the first KiB of the EBDA or in 0xE0000-0xFFFFF. */
-static uint64_t rsdp_scan(void) {
+uint64_t acpi_rsdp_scan(void) {
 	uint64_t ebda = (uint64_t)(*(volatile uint16_t *)0x40E) << 4;
 	if (ebda >= 0x80000 && ebda < 0xA0000)
 		for (uint64_t a = ebda; a < ebda + 1024; a += 16)
@@ -168,7 +168,7 @@ int acpi_discover(uint64_t rsdp_hint) {
 	if (rsdp_hint && rsdp_valid((const struct rsdp *)(uintptr_t)rsdp_hint)) {
 		rsdp_paddr = rsdp_hint;
 		acpi.rsdp_source = "start_info";
-	} else if ((rsdp_paddr = rsdp_scan()) != 0) {
+	} else if ((rsdp_paddr = acpi_rsdp_scan()) != 0) {
 		acpi.rsdp_source = "scan";
 	} else {
 		return 0;

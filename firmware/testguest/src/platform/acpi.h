@@ -97,6 +97,8 @@ extern struct acpi_info acpi;
 
 /* Finds the RSDP (the hint first, then the BIOS areas) and parses the tables. Returns found. */
 int acpi_discover(uint64_t rsdp_hint);
+/* The BIOS-area search alone (EBDA, then 0xE0000-0xFFFFF); 0 when nothing is there. */
+uint64_t acpi_rsdp_scan(void);
 /* The index-th table with this signature, or NULL. */
 const struct acpi_header *acpi_find(const char *signature, int index);
 /* Sum of all bytes mod 256 is zero. */

@@ -35,6 +35,14 @@ static void check_acpi_tables(void) {
 	if (!check(acpi.found, "acpi rsdp found=%d source=%s at 0x%lx oem=%s", acpi.found,
 		   acpi.rsdp_source ? acpi.rsdp_source : "none", acpi.rsdp_paddr, acpi.oem_id)) return;
 	check(acpi.rsdp_checksum_ok, "acpi rsdp revision=%u checksum", acpi.rsdp_revision);
+	/*
+	 * An OS without a PVH hint finds the RSDP by scanning; when the hint points into the
+	 * BIOS area (QEMU's firmware, bhyve's 0xF2400 tables) the scan must find the same one.
+	 */
+	if (acpi.rsdp_paddr >= 0xE0000 && acpi.rsdp_paddr < 0x100000) {
+		uint64_t scanned = acpi_rsdp_scan();
+		check(scanned == acpi.rsdp_paddr, "acpi rsdp scan of the BIOS area finds 0x%lx", scanned);
+	}
 	check(acpi.root_checksum_ok, "acpi %s at 0x%lx checksum entries=%d", acpi.root_is_xsdt ? "xsdt" : "rsdt",
 	      acpi.root_paddr, acpi.table_count);
 	for (int i = 0; i < acpi.table_count; i++)
