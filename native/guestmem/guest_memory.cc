@@ -102,14 +102,14 @@ static MemError Walk(const GuestMap& m, uint64_t gpa, uint64_t len, bool write, 
 MemError GuestMemory::Read(uint64_t gpa, void* dst, uint64_t len) const {
   auto m = Snapshot();
   return Walk(*m, gpa, len, false, [dst](uint8_t* h, uint64_t at, uint64_t n) {
-    std::memcpy(static_cast<uint8_t*>(dst) + at, h, n);
+    std::memmove(static_cast<uint8_t*>(dst) + at, h, n);  // dst may itself be a view of guest RAM
   });
 }
 
 MemError GuestMemory::Write(uint64_t gpa, const void* src, uint64_t len) const {
   auto m = Snapshot();
   return Walk(*m, gpa, len, true, [src](uint8_t* h, uint64_t at, uint64_t n) {
-    std::memcpy(h, static_cast<const uint8_t*>(src) + at, n);
+    std::memmove(h, static_cast<const uint8_t*>(src) + at, n);
   });
 }
 

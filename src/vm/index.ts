@@ -1,5 +1,5 @@
 // Public surface of the VM core.
-export { Vm, SuspendHow, PROT_READ, PROT_WRITE, PROT_EXEC, PROT_ALL } from './vm.js';
+export { Vm, SuspendHow, PROT_READ, PROT_WRITE, PROT_EXEC, PROT_ALL, apicIdOf } from './vm.js';
 export type { ExitStatus, RunResult, OpenFlags, Topology, MemoryFlags, RunOptions, DevmemSegment, NativeSink } from './vm.js';
 export { Vcpu, VcpuCap } from './vcpu.js';
 export { GuestMemory, MAX_VIEW } from './guest-memory.js';
