@@ -122,6 +122,20 @@ test('QEMU q35: bench=pio prints a sane port-exit round trip', { skip }, async (
   t.equal(r.shutdownReason, 'guest-shutdown');
 });
 
+test('QEMU q35: bench=mmio prints MMIO exit costs for a VMM device and an in-kernel one', { skip }, async (t) => {
+  for (const workload of ['hpet', 'lapic']) {
+    const r = await runTestguestInQemu({ append: `bench=mmio,${workload},n=2000` });
+    const [b] = parseBench(r.output);
+    t.ok(b, `a TESTGUEST-BENCH line for ${workload}`);
+    if (!b) continue;
+    t.equal(b.device, 'mmio');
+    t.equal(b.workload, workload);
+    const ns = b.numbers.ns_per_exit;
+    t.comment(`mmio read ${workload} at ${b.values.addr} under QEMU+${r.accel}: ${ns} ns per exit`);
+    t.ok(ns > 100 && ns < 1_000_000, `ns_per_exit=${ns} within (100 ns, 1 ms)`);
+  }
+});
+
 test('QEMU q35: the shell answers help, lspci, acpi and mem, then powers off', { skip }, async (t) => {
   const r = await runTestguestInQemu({ append: 'shell', shellInput: ['help', 'lspci', 'acpi', 'mem', 'bogus', 'poweroff'] });
   t.comment(describe(r));

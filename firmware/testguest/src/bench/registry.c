@@ -3,10 +3,11 @@
 #include "../lib/print.h"
 #include "../lib/string.h"
 
-extern const struct bench bench_pio;
+extern const struct bench bench_pio, bench_mmio;
 
 const struct bench *const benches[] = {
 	&bench_pio,
+	&bench_mmio,
 	0,
 };
 
