@@ -100,9 +100,14 @@ export function unpackPackage(name: string): UnpackedPackage {
     const tree = join(work, 'tree');
     execFileSync('dpkg', ['-x', join(work, debs[0]!), tree], { stdio: ['ignore', 'ignore', 'inherit'] });
     writeFileSync(join(tree, '.unpacked'), `${name} ${version}\n`);
-    rmSync(root, { recursive: true, force: true });
     mkdirSync(join(base, 'unpacked'), { recursive: true });
-    renameSync(tree, root);
+    // A parallel build may have unpacked the same package meanwhile; then ours is simply dropped.
+    try {
+      renameSync(tree, root);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || !existsSync(join(root, '.unpacked'))) throw e;
+    }
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -209,11 +209,26 @@ export function buildImage(spec: ImageSpec): LinuxImage {
     join(tmp, 'manifest.json'),
     JSON.stringify({ release: tree.release, packages, modules: loadList, builtin: plan.builtin }, null, 2) + '\n',
   );
-  rmSync(dir, { recursive: true, force: true });
-  renameSync(tmp, dir);
+  if (!publish(tmp, dir)) return image;
   pruneOld(join(cacheRoot, spec.cacheDir), key);
   progress(`image ready in ${dir}`);
   return image;
+}
+
+/**
+ * Moves a finished build into place. When another process got there first (tests run in parallel),
+ * its copy is as good as ours: ours is dropped. Returns whether ours was used.
+ */
+export function publish(tmp: string, dir: string): boolean {
+  try {
+    renameSync(tmp, dir);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+    rmSync(tmp, { recursive: true, force: true });
+    return false;
+  }
 }
 
 /** Older images of the same kind are useless once their inputs changed; keep the cache small. */

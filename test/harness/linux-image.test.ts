@@ -2,13 +2,14 @@
 // the bzImage/LZ4 unpacker, and module load order against a real Debian kernel package.
 import test from 'tape';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bzImagePayload, lz4LegacyDecompress } from '../../firmware/linux/bzimage.js';
 import { appendTo, cpioArchive } from '../../firmware/linux/cpio.js';
 import { newestKernelPackage, unpackPackage } from '../../firmware/linux/debian.js';
 import { ElfError, modinfo, neededLibraries } from '../../firmware/linux/elf.js';
+import { publish } from '../../firmware/linux/image.js';
 import { moduleTree, planModules, ModuleError } from '../../firmware/linux/modules.js';
 
 test('cpio: GNU cpio unpacks our newc archive with files, modes, directories and symlinks', (t) => {
@@ -87,5 +88,22 @@ test('modules: load order from .modinfo of the Debian cloud kernel; bzImage payl
   const bz = readFileSync(join(pkg.root, 'boot', `vmlinuz-${tree.release}`));
   const payload = bzImagePayload(bz);
   t.ok(payload.size > bz.length, `payload decompresses to ${payload.size} bytes`);
+  t.end();
+});
+
+test('publish: the first finished build wins, a later one is dropped', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'publish-'));
+  try {
+    for (const n of ['a', 'b']) {
+      mkdirSync(join(dir, n));
+      writeFileSync(join(dir, n, 'who'), n);
+    }
+    t.equal(publish(join(dir, 'a'), join(dir, 'image')), true, 'the first build is moved into place');
+    t.equal(publish(join(dir, 'b'), join(dir, 'image')), false, 'the second finds it there');
+    t.equal(readFileSync(join(dir, 'image', 'who'), 'utf8'), 'a', 'the first build is kept');
+    t.notOk(existsSync(join(dir, 'b')), 'the second build is removed');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   t.end();
 });
