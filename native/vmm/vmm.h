@@ -73,7 +73,9 @@ class Vm {
   Status IsaSetTrigger(int irq, bool level);
   // Data-path plumbing: irqfd on a GSI (optionally an MSI route), ioeventfd on a port or MMIO address.
   Status SetMsiRoute(uint32_t gsi, uint64_t addr, uint32_t data);
-  Status Irqfd(int fd, uint32_t gsi, bool deassign);
+  Status Irqfd(int fd, uint32_t gsi, bool deassign, int resampleFd = -1);
+  // The GSI that drives IOAPIC pin `pin` alone (for level-triggered irqfds of INTx lines).
+  static uint32_t IoapicGsi(int pin) { return 40 + uint32_t(pin); }
   Status Ioeventfd(int fd, uint64_t addr, uint32_t len, bool pio, bool matchData, uint64_t data, bool deassign);
 
   // vCPU state.

@@ -369,11 +369,14 @@ class VmWrap : public Napi::ObjectWrap<VmWrap> {
     Throw(info.Env(), vm_->SetMsiRoute(uint32_t(gsi), addr, uint32_t(data)));
     return {};
   }
+  // irqfd(fd, gsi, deassign, resampleFd = -1)
   Napi::Value Irqfd(const Napi::CallbackInfo& info) {
-    int fd;
+    int fd, resample = -1;
     uint64_t gsi;
     if (!Live(info.Env()) || !IntArg(info, 0, &fd) || !U64Arg(info, 1, &gsi)) return {};
-    Throw(info.Env(), vm_->Irqfd(fd, uint32_t(gsi), info[2].ToBoolean()));
+    if (info.Length() > 3 && !info[3].IsUndefined() && !IntArg(info, 3, &resample)) return {};
+    if (gsi >= 4096) { Throw(info.Env(), {EINVAL, "GSI out of range"}); return {}; }
+    Throw(info.Env(), vm_->Irqfd(fd, uint32_t(gsi), info[2].ToBoolean(), resample));
     return {};
   }
   // ioeventfd(fd, addr, len, pio, matchData, data, deassign)

@@ -32,7 +32,7 @@ export interface NativeVm {
   isaLine(atpic: number, ioapic: number, level: number): void;
   isaSetTrigger(irq: number, level: boolean): void;
   setMsiRoute(gsi: number, addr: U64, data: number): void;
-  irqfd(fd: number, gsi: number, deassign: boolean): void;
+  irqfd(fd: number, gsi: number, deassign: boolean, resampleFd?: number): void;
   ioeventfd(fd: number, addr: number, len: number, pio: boolean, matchData: boolean, data: U64, deassign: boolean): void;
   registerRange(space: 0 | 1, base: number, len: number, jsId: number): void;
   unregisterRange(space: 0 | 1, base: number): void;

@@ -278,9 +278,18 @@ export class Vm {
   setMsiRoute(gsi: number, addr: number | bigint, data: number): void {
     nativeCall(() => this.native.setMsiRoute(gsi, addr, data));
   }
-  /** KVM_IRQFD: writes to the eventfd `fd` raise GSI `gsi` without an exit. */
-  irqfd(fd: number, gsi: number, deassign = false): void {
-    nativeCall(() => this.native.irqfd(fd, gsi, deassign));
+  /**
+   * KVM_IRQFD: writes to the eventfd `fd` raise GSI `gsi` without an exit. With `resampleFd` the line is
+   * level-triggered: held until the guest's EOI, then lowered and `resampleFd` signalled.
+   */
+  irqfd(fd: number, gsi: number, opts: { deassign?: boolean; resampleFd?: number } = {}): void {
+    nativeCall(() => this.native.irqfd(fd, gsi, !!opts.deassign, opts.resampleFd));
+  }
+
+  /** The GSI that drives IOAPIC pin `pin` alone (irqfd for an INTx line); MSI routes use 64 and up. */
+  static ioapicGsi(pin: number): number {
+    if (!Number.isInteger(pin) || pin < 0 || pin >= 24) throw new RangeError(`IOAPIC pin ${pin} out of range 0..23`);
+    return 40 + pin;
   }
   /** KVM_IOEVENTFD: guest writes to the address signal the eventfd instead of exiting. */
   ioeventfd(fd: number, opts: { addr: number; len: 0 | 1 | 2 | 4 | 8; pio: boolean; data?: number | bigint; deassign?: boolean }): void {

@@ -2,6 +2,7 @@
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Test } from 'tape';
 
 import { Vm } from '../../src/vm/index.js';
@@ -11,6 +12,7 @@ import type { Segment, Sregs } from '../../src/vm/registers.js';
 export function kvmSkipReason(): string | undefined {
   if (process.platform !== 'linux') return 'not Linux';
   if (!existsSync('/dev/kvm')) return '/dev/kvm is absent';
+  if (!existsSync(fileURLToPath(new URL('../../build/Release/tsbhyve.node', import.meta.url)))) return 'native addon not built';
   return undefined;
 }
 

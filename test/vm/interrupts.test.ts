@@ -2,7 +2,7 @@
 // a handler, then an IOAPIC pin pulse routed to another vector; plus argument checks on the calls.
 import test from 'tape';
 
-import { EventFd, SuspendHow } from '../../src/vm/index.js';
+import { EventFd, SuspendHow, Vm } from '../../src/vm/index.js';
 import { apicIdOf } from '../../src/vm/vm.js';
 import { enterLongMode, load, newVm, withKvm } from './guest.js';
 
@@ -107,10 +107,63 @@ test('ioeventfd absorbs port writes without exits; irqfd on an MSI route interru
     t.equal(counted, 5, 'the eventfd counted the 5 writes');
     t.equal(seenE2, 0, 'none of them exited to the port handler');
     t.deepEqual(vectors, [0x30], 'the irqfd signal arrived as vector 0x30 through the MSI route');
-    vm.irqfd(irq.fd, 64, true);
+    vm.irqfd(irq.fd, 64, { deassign: true });
     vm.ioeventfd(notify.fd, { addr: 0xe2, len: 1, pio: true, deassign: true });
     notify.close();
     irq.close();
+    vm.close();
+  }));
+
+test('a level-triggered irqfd on an IOAPIC pin: delivered once, resampled at EOI', (t) =>
+  withKvm(t, async () => {
+    const vm = newVm();
+    // prettier-ignore
+    load(vm, 0x1000, [
+      0xbb, 0x00, 0x00, 0xe0, 0xfe,                               // mov ebx, 0xfee00000
+      0xc7, 0x83, 0xf0, 0x00, 0x00, 0x00, 0xff, 0x01, 0x00, 0x00, // SVR: enable the LAPIC
+      0xb9, 0x00, 0x00, 0xc0, 0xfe,                               // mov ecx, 0xfec00000
+      0xc7, 0x01, 0x24, 0x00, 0x00, 0x00,                         // IOREGSEL = pin 10 low
+      0xc7, 0x41, 0x10, 0x32, 0x80, 0x00, 0x00,                   // vector 0x32, level triggered
+      0xc7, 0x01, 0x25, 0x00, 0x00, 0x00,                         // IOREGSEL = pin 10 high
+      0xc7, 0x41, 0x10, 0x00, 0x00, 0x00, 0x00,                   // destination APIC 0
+      0xfb,                                                       // sti
+      0xe6, 0x84,                                                 // out 0x84 -> the test signals the irqfd
+      0xf4, 0xeb, 0xfd,                                           // hlt; jmp back
+    ]);
+    // prettier-ignore
+    load(vm, 0x1800, [
+      0xb0, 0x32, 0xe6, 0x85,                                     // mov al, 0x32; out 0x85, al
+      0xc7, 0x83, 0xb0, 0x00, 0x00, 0x00, 0, 0, 0, 0,             // EOI
+      0xe6, 0x86,                                                 // out 0x86 -> the test checks the resample fd
+      0x48, 0xcf,                                                 // iretq
+    ]);
+    load(vm, 0x4000 + 0x32 * 16, gate(0x1800));
+    // prettier-ignore
+    load(vm, 0x5000, [0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0x9a, 0xaf, 0, 0xff, 0xff, 0, 0, 0, 0x92, 0xcf, 0]);
+    enterLongMode(vm, 0x1000);
+    const c = vm.vcpus[0]!;
+    c.setSregs({ ...c.getSregs(), idt: { base: 0x4000n, limit: 0x33 * 16 - 1 }, gdt: { base: 0x5000n, limit: 23 } });
+    const irq = new EventFd();
+    const resample = new EventFd();
+    vm.irqfd(irq.fd, Vm.ioapicGsi(10), { resampleFd: resample.fd });
+    vm.registerPio(0x84, 1, () => irq.signal());
+    const vectors: number[] = [];
+    vm.registerPio(0x85, 1, (_c, _p, _s, _w, v) => {
+      vectors.push(v);
+    });
+    let resampled = -1;
+    vm.registerPio(0x86, 1, () => {
+      resampled = resample.take();
+      // give a second interrupt a chance to show up (it must not: the line was lowered at EOI)
+      setTimeout(() => vm.suspend(SuspendHow.Poweroff), 50);
+    });
+    const r = await vm.run();
+    t.equal(r.status, 1, 'status 1');
+    t.deepEqual(vectors, [0x32], 'vector 0x32 delivered exactly once');
+    t.equal(resampled, 1, 'the EOI signalled the resample eventfd');
+    vm.irqfd(irq.fd, Vm.ioapicGsi(10), { deassign: true });
+    irq.close();
+    resample.close();
     vm.close();
   }));
 

@@ -430,11 +430,17 @@ Status Vm::SetMsiRoute(uint32_t gsi, uint64_t addr, uint32_t data) {
   return CommitRoutes();
 }
 
-Status Vm::Irqfd(int fd, uint32_t gsi, bool deassign) {
+Status Vm::Irqfd(int fd, uint32_t gsi, bool deassign, int resampleFd) {
   kvm_irqfd f{};
   f.fd = uint32_t(fd);
   f.gsi = gsi;
   f.flags = deassign ? KVM_IRQFD_FLAG_DEASSIGN : 0;
+  // A resample fd makes the irqfd level-triggered: KVM holds the line until the guest's EOI, then
+  // lowers it and signals resampleFd so the device can re-assert if it is still pending.
+  if (resampleFd >= 0 && !deassign) {
+    f.flags |= KVM_IRQFD_FLAG_RESAMPLE;
+    f.resamplefd = uint32_t(resampleFd);
+  }
   if (ioctl(vmFd_, KVM_IRQFD, &f) != 0) return Err(errno, "KVM_IRQFD");
   return Status::Ok();
 }
