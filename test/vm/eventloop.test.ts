@@ -77,3 +77,33 @@ test('two vCPUs: INIT/SIPI starts the AP; status 2 only once both halt with inte
     t.comment(`run took ${Date.now() - t0} ms`);
     vm.close();
   }));
+
+test('two vCPUs flooding TypeScript handlers at once: every exit handled, none lost or mixed up', (t) =>
+  withKvm(t, async () => {
+    const vm = newVm(16 * 1024 * 1024, 2);
+    // BSP (64-bit): wake the AP, then 300 x out 0x80 with al = 0xb0, then cli; hlt.
+    // prettier-ignore
+    load(vm, 0x1000, [
+      0xbb, 0x00, 0x00, 0xe0, 0xfe,                               // mov ebx, 0xfee00000
+      0xc7, 0x83, 0x00, 0x03, 0x00, 0x00, 0x00, 0x45, 0x0c, 0x00, // INIT to all but self
+      0xc7, 0x83, 0x00, 0x03, 0x00, 0x00, 0x03, 0x46, 0x0c, 0x00, // SIPI vector 3 -> 0x3000
+      0xb9, 0x2c, 0x01, 0x00, 0x00,                               // mov ecx, 300
+      0xb0, 0xb0,                                                 // mov al, 0xb0
+      0xe6, 0x80,                                                 // l: out 0x80, al
+      0xe2, 0xfc,                                                 // loop l
+      0xfa, 0xf4, 0xeb, 0xfd,                                     // cli; hlt; jmp back
+    ]);
+    // AP (real mode): 300 x out 0x80 with al = 0xa9, then cli; hlt.
+    // prettier-ignore
+    load(vm, 0x3000, [0xb9, 0x2c, 0x01, 0xb0, 0xa9, 0xe6, 0x80, 0xe2, 0xfc, 0xfa, 0xf4, 0xeb, 0xfd]);
+    const counts = new Map<string, number>();
+    vm.registerPio(0x80, 1, (vcpu, _p, _s, _w, v) => {
+      const k = `${vcpu}:${v.toString(16)}`;
+      counts.set(k, (counts.get(k) ?? 0) + 1);
+    });
+    enterLongMode(vm, 0x1000);
+    const r = await vm.run();
+    t.deepEqual(r, { status: 2, error: '' }, 'status 2 once both are done');
+    t.deepEqual(Object.fromEntries(counts), { '0:b0': 300, '1:a9': 300 }, 'each vCPU delivered its 300 writes with its own value');
+    vm.close();
+  }));
