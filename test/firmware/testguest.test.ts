@@ -106,6 +106,32 @@ for (const [how, reason] of powerPaths) {
   });
 }
 
+// [kind, vector, error code, cr2]
+const faults: Array<[string, number, number, bigint]> = [
+  ['ud', 6, 0, 0n],
+  ['pf', 14, 0x4, 0x1000000000n],
+  ['gp', 13, 0, 0n],
+  ['de', 0, 0, 0n],
+];
+
+for (const [kind, vector, error, cr2] of faults) {
+  test(`QEMU q35: test=fault,kind=${kind} is reported as vector ${vector} and powers off`, { skip }, async (t) => {
+    const r = await runTestguestInQemu({ append: `test=fault,kind=${kind}` });
+    const out = parseTestguestOutput(r.output);
+    t.equal(out.fail, 0, 'the guest did not outlive the fault');
+    const m = /^vector=(\d+) \([^)]*\) error=0x([0-9a-f]+) rip=0x([0-9a-f]+) cs=0x([0-9a-f]+) .*cr2=0x([0-9a-f]+)$/.exec(out.exception ?? '');
+    t.ok(m, `exception line: ${out.exception}`);
+    if (m) {
+      t.equal(Number(m[1]), vector, 'vector');
+      t.equal(parseInt(m[2], 16), error, 'error code');
+      t.ok(parseInt(m[3], 16) >= 0x100000 && parseInt(m[3], 16) < 0x200000, 'rip inside the image');
+      t.equal(parseInt(m[4], 16) & 3, 3, 'raised in ring 3');
+      t.equal(BigInt('0x' + m[5]), cr2, 'cr2');
+    }
+    t.equal(r.shutdownReason, 'guest-shutdown', 'the handler powered off by S5');
+  });
+}
+
 test('QEMU q35: bench=pio prints a sane port-exit round trip', { skip }, async (t) => {
   const r = await runTestguestInQemu({ append: 'bench=pio,out,n=5000' });
   t.comment(describe(r));

@@ -2,7 +2,7 @@
 #include "../lib/string.h"
 
 extern const struct suite suite_platform, suite_uart, suite_rtc, suite_pmtimer, suite_hpet,
-	suite_irq, suite_msi, suite_power;
+	suite_irq, suite_msi, suite_power, suite_fault;
 
 const struct suite *const suites[] = {
 	&suite_platform,
@@ -13,6 +13,7 @@ const struct suite *const suites[] = {
 	&suite_irq,
 	&suite_msi,
 	&suite_power,
+	&suite_fault,
 	0,
 };
 
