@@ -63,8 +63,9 @@ export function l1QemuArgs(kernel: string, initrd: string, script: string, memMi
     // TCG emulates SVM with nested paging; la57 is dropped because kvm_amd in 6.1 does not expect it.
     '-accel', 'tcg', '-cpu', 'max,-la57', '-m', String(memMiB), '-smp', String(cpus),
     '-kernel', kernel, '-initrd', initrd,
-    // mitigations=off: speculative-execution defences only slow an emulated CPU down.
-    '-append', `console=ttyS0 quiet panic=-1 mitigations=off tsbhyve.project=${projectRoot} tsbhyve.run=${script}`,
+    // mitigations=off: speculative-execution defences only slow an emulated CPU down; nor do we need
+    // the crypto self-tests, one of the slowest parts of a kernel boot under emulation.
+    '-append', `console=ttyS0 quiet panic=-1 mitigations=off cryptomgr.notests tsbhyve.project=${projectRoot} tsbhyve.run=${script}`,
     '-nographic', '-no-reboot', '-vga', 'none', '-nic', 'none',
     '-virtfs', 'local,path=/usr,mount_tag=usr,security_model=none,readonly=on',
     '-virtfs', `local,path=${projectRoot},mount_tag=project,security_model=none`,
