@@ -66,6 +66,8 @@ const suites: Array<[string, string, string[]]> = [
   ['hpet', '', []],
   ['irq', '', []],
   ['msi', '', ['-device', 'edu']],
+  // Legacy-only, as bhyve's virtio devices are.
+  ['virtio-rng', '', ['-device', 'virtio-rng-pci,disable-modern=on,disable-legacy=off']],
 ];
 
 for (const [suite, extra, extraArgs] of suites) {

@@ -4,8 +4,10 @@
  */
 #include "driver.h"
 #include "edu.h"
+#include "virtio_rng.h"
 
 const struct pci_driver *const pci_drivers[] = {
 	&edu_driver,
+	&virtio_rng_driver,
 	0,
 };
