@@ -250,3 +250,54 @@ export async function runTestguestInQemu(opts: QemuRunOptions): Promise<QemuRunR
   if (!kvmFailed) return first;
   return runOnce(elf, opts, 'tcg');
 }
+
+export interface TsbhyveRunOptions {
+  append: string;
+  cpus?: number;
+  memMiB?: number;
+  /** Extra tsbhyve arguments placed before the VM name (for example ['-s', '3,virtio-rnd']). */
+  extraArgs?: string[];
+  timeoutMs?: number;
+}
+
+export interface TsbhyveRunResult {
+  output: string;
+  /** tsbhyve's exit status, bhyve's meanings: 0 reset, 1 powered off, 2 halted, 3 triple fault, 4 error. */
+  code: number | null;
+  timedOut: boolean;
+  firstLineMs: number | null;
+  elapsedMs: number;
+}
+
+/** The repository's bin/tsbhyve.js (two levels above firmware/testguest). */
+export function tsbhyveBin(): string {
+  return join(testguestDir(), '..', '..', 'bin', 'tsbhyve.js');
+}
+
+/** Boots the guest with tsbhyve's direct PVH boot, COM1 on stdio, as bhyve would run it. */
+export function runTestguestInTsbhyve(opts: TsbhyveRunOptions): Promise<TsbhyveRunResult> {
+  const args = [
+    tsbhyveBin(), '-c', String(opts.cpus ?? 2), '-m', `${opts.memMiB ?? 256}M`,
+    '-s', '0,hostbridge', '-s', '31,lpc', '-l', 'com1,stdio',
+    '-o', `boot.kernel=${testguestPath()}`, '-o', `boot.cmdline=${opts.append}`,
+    ...(opts.extraArgs ?? []), 'testguest',
+  ];
+  const start = Date.now();
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  let firstLineMs: number | null = null;
+  let timedOut = false;
+  const collect = (chunk: Buffer): void => {
+    output += chunk.toString('latin1');
+    if (firstLineMs === null && output.includes('TESTGUEST READY')) firstLineMs = Date.now() - start;
+  };
+  child.stdout.on('data', collect);
+  child.stderr.on('data', collect);
+  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs ?? 60000);
+  return new Promise((resolve) => {
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ output, code, timedOut, firstLineMs, elapsedMs: Date.now() - start });
+    });
+  });
+}

@@ -1,0 +1,63 @@
+// The same guest under tsbhyve's direct PVH boot: the platform it builds (bhyve-facts §4) must
+// pass the suites, and each way of ending the VM must give bhyve's exit status. Skipped when
+// the addon is not built or /dev/kvm is not usable.
+import test from 'tape';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseBench, parseTestguestOutput, runTestguestInTsbhyve, testguestDir, tsbhyveBin } from '../../firmware/testguest/index.js';
+
+function usable(): boolean {
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+  } catch {
+    return false;
+  }
+  return existsSync(tsbhyveBin()) && existsSync(join(testguestDir(), '..', '..', 'build', 'Release', 'tsbhyve.node'));
+}
+const skip = !usable();
+
+const suites: Array<[string, string]> = [
+  ['platform', 'cpus=2 mem=256 ecam=0xe0000000'],
+  ['rtc', ''],
+  ['pmtimer', ''],
+  ['hpet', ''],
+  ['irq', ''],
+];
+
+for (const [suite, extra] of suites) {
+  test(`tsbhyve: test=${suite} passes and powers off with status 1`, { skip }, async (t) => {
+    const r = await runTestguestInTsbhyve({ append: `test=${suite} ${extra}`.trim() });
+    t.comment(`first_line=${r.firstLineMs}ms total=${r.elapsedMs}ms exit=${r.code}`);
+    const out = parseTestguestOutput(r.output);
+    t.ok(out.ready, 'guest printed TESTGUEST READY');
+    t.equal(out.exception, null, 'no exception');
+    t.ok(out.pass > 0, `${out.pass} checks passed`);
+    for (const c of out.checks.filter((c) => c.status === 'FAIL')) t.fail(`FAIL ${c.details}`);
+    t.deepEqual(out.done, { pass: out.pass, fail: 0 });
+    t.equal(r.code, 1, 'exit status 1: powered off (S5)');
+  });
+}
+
+// bhyve-facts §4.9: S5 -> 1, reset (0xCF9 or 8042) -> 0, triple fault -> 3.
+const endings: Array<[string, number]> = [['s5', 1], ['reset', 0], ['kbc', 0], ['triplefault', 3]];
+for (const [how, status] of endings) {
+  test(`tsbhyve: test=power,how=${how} exits with status ${status}`, { skip }, async (t) => {
+    const r = await runTestguestInTsbhyve({ append: `test=power,how=${how}` });
+    const out = parseTestguestOutput(r.output);
+    t.ok(out.ready, 'guest printed TESTGUEST READY');
+    t.equal(out.fail, 0, 'the guest did not outlive the request');
+    t.equal(r.timedOut, false);
+    t.equal(r.code, status);
+  });
+}
+
+test('tsbhyve: bench=pio prints a port-exit round trip', { skip }, async (t) => {
+  const r = await runTestguestInTsbhyve({ append: 'bench=pio,n=5000' });
+  const [b] = parseBench(r.output);
+  t.ok(b, 'a TESTGUEST-BENCH line');
+  if (!b) return;
+  const ns = b.numbers.ns_per_exit;
+  t.comment(`pio out port 0x80 under tsbhyve: ${ns} ns per exit`);
+  t.ok(ns > 100 && ns < 1_000_000, `ns_per_exit=${ns} within (100 ns, 1 ms)`);
+  t.equal(r.code, 1);
+});
