@@ -6,45 +6,18 @@
 //                       apic_base, interrupt_bitmap) keep the values KVM_GET_SREGS returned.
 // Every 64-bit register is a bigint; small fields are numbers or booleans (booleans map to 0/1).
 
-/** kvm_regs, in kvm_regs' order. */
-export interface GeneralRegisters {
-  rax: bigint; rbx: bigint; rcx: bigint; rdx: bigint;
-  rsi: bigint; rdi: bigint; rsp: bigint; rbp: bigint;
-  r8: bigint; r9: bigint; r10: bigint; r11: bigint;
-  r12: bigint; r13: bigint; r14: bigint; r15: bigint;
-  rip: bigint; rflags: bigint;
-}
+// The register shapes are the VMM's own (src/vm/registers.ts), so a plan applies without conversion.
+import type { DescriptorTable, Regs, Segment } from '../vm/registers.js';
+
+/** kvm_regs: rax..r15, rip, rflags. */
+export type GeneralRegisters = Regs;
 
 /**
- * kvm_segment: the hidden (cached) part of a segment register.
- * `limit` is byte-granular, already scaled by `g` (e.g. 0xffffffff for a flat 4 GiB segment), exactly
- * as kvm_segment.limit; `type` is the 4-bit descriptor type (Intel SDM vol. 3 §3.4.5.1 / §3.5).
+ * kvm_segment: the hidden (cached) part of a segment register. `limit` is byte-granular, already scaled by `g`
+ * (0xffffffff for a flat 4 GiB segment); `type` is the 4-bit descriptor type (Intel SDM vol. 3 §3.4.5.1).
  */
-export interface SegmentState {
-  selector: number;
-  base: bigint;
-  limit: number;
-  type: number;
-  present: boolean;
-  dpl: number;
-  /** default operation size (D/B): 1 = 32-bit segment */
-  db: boolean;
-  /** descriptor type: true = code/data, false = system (TSS, LDT) */
-  s: boolean;
-  /** 64-bit code segment (IA-32e mode) */
-  l: boolean;
-  /** granularity: limit counted in 4 KiB units in the descriptor */
-  g: boolean;
-  avl: boolean;
-  /** KVM's "unusable" bit (a null selector loaded into a data segment register, an unused LDTR) */
-  unusable: boolean;
-}
-
-/** kvm_dtable: GDTR / IDTR. */
-export interface DescriptorTable {
-  base: bigint;
-  limit: number;
-}
+export type SegmentState = Segment;
+export type { DescriptorTable };
 
 /** The kvm_sregs fields a boot plan sets (kvm_sregs names `ldt` what is called `ldtr` here). */
 export interface SpecialRegisters {
