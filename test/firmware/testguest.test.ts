@@ -87,6 +87,15 @@ for (const [suite, extra, extraArgs] of suites) {
   });
 }
 
+test('QEMU q35 with 4 GiB: memory above 4 GiB is seen alike by the memory map, CMOS and fw_cfg', { skip }, async (t) => {
+  for (const append of ['test=platform mem=4096', 'test=rtc']) {
+    const r = await runTestguestInQemu({ append, memMiB: 4096 });
+    const out = parseTestguestOutput(r.output);
+    t.ok(out.pass > 0 && out.fail === 0 && out.done !== null, `${append}: ${out.pass} passed, ${out.fail} failed`);
+    for (const c of out.checks.filter((c) => c.status === 'FAIL')) t.fail(`FAIL ${c.details}`);
+  }
+});
+
 const powerPaths: Array<[string, string]> = [
   ['s5', 'guest-shutdown'],
   ['reset', 'guest-reset'],
