@@ -87,6 +87,22 @@ for (const [suite, extra, extraArgs] of suites) {
   });
 }
 
+test('QEMU q35 under TCG (no KVM needed): the same ELF passes platform, irq and virtio-rng', { skip }, async (t) => {
+  const runs: Array<[string, string[]]> = [
+    ['test=platform cpus=2 mem=256', []],
+    ['test=irq', []],
+    ['test=virtio-rng', ['-device', 'virtio-rng-pci,disable-modern=on,disable-legacy=off']],
+  ];
+  for (const [append, extraArgs] of runs) {
+    const r = await runTestguestInQemu({ append, accel: 'tcg', extraArgs });
+    const out = parseTestguestOutput(r.output);
+    t.equal(r.accel, 'tcg');
+    t.ok(out.pass > 0 && out.fail === 0 && out.done !== null, `${append}: ${out.pass} passed, ${out.fail} failed (${r.elapsedMs} ms)`);
+    for (const c of out.checks.filter((c) => c.status === 'FAIL')) t.fail(`FAIL ${c.details}`);
+    t.equal(r.shutdownReason, 'guest-shutdown');
+  }
+});
+
 test('QEMU q35 with 4 GiB: memory above 4 GiB is seen alike by the memory map, CMOS and fw_cfg', { skip }, async (t) => {
   for (const append of ['test=platform mem=4096', 'test=rtc']) {
     const r = await runTestguestInQemu({ append, memMiB: 4096 });
