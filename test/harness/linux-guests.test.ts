@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { cleanConsoleText, LineSplitter, type ConsoleLine } from './nested/console.js';
 import { hostKvmVerdict } from './nested/detect.js';
-import { batchScript, parseBatch, qemuKvmCommand, type GuestBoot } from './nested/linux-guests.js';
+import { batchScript, parseBatch, qemuKvmCommand, runLinuxGuests, type GuestBoot } from './nested/linux-guests.js';
 
 test('console: SeaBIOS screen control and carriage returns are removed; lines are split with times', (t) => {
   t.equal(cleanConsoleText('\x1bc\x1b[?7l\x1b[2JBooting from ROM..\r'), 'Booting from ROM..');
@@ -105,4 +105,22 @@ test('detect: overrides, the L1 marker, and the verdict on this machine', async 
   const here = await hostKvmVerdict({});
   const expected = kvm && !existsSync('/sys/module/kvm_pvm');
   t.equal(here.runsUnmodifiedLinux, expected, `this machine: ${here.reason}`);
+});
+
+test('time limits: a hung VMM is killed by its own limit, and by the batch limit with its children', async (t) => {
+  let started = performance.now();
+  const own = await runLinuxGuests([{ name: 'hang', script: 'true', vmm: () => 'sleep 300' }], {
+    where: 'host',
+    guestTimeoutSec: 1,
+  });
+  t.equal(own.guests[0]!.vmmStatus, 137, 'the per-guest limit kills the VMM (128 + SIGKILL)');
+  t.ok(performance.now() - started < 10_000, 'promptly');
+
+  started = performance.now();
+  const batch = await runLinuxGuests([{ name: 'hang', script: 'true', vmm: () => 'sleep 300' }], {
+    where: 'host',
+    timeoutMs: 1_000,
+  });
+  t.equal(batch.guests[0]!.vmmStatus, null, 'the batch limit stops everything before the guest ends');
+  t.ok(performance.now() - started < 10_000, 'promptly, so no VMM kept the output open');
 });

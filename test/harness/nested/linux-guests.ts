@@ -152,7 +152,8 @@ export function batchScript(image: BatchImage, entries: readonly BatchEntry[], t
     out.push(`cat "${scratchImage.initrd}" ${shellQuote(scriptArchive)} > "${boot.initrd}"`);
     boot.disks.forEach((d, i) => out.push(`truncate -s ${disksMiB[i]}M "${d}"`));
     // stdin from /dev/null: a VMM must not put the console it inherited into raw mode.
-    out.push(`timeout -s KILL ${timeoutSec} ${command} </dev/null 2>&1`);
+    // --foreground keeps the VMM in our process group, so the batch's own time limit reaches it too.
+    out.push(`timeout --foreground -s KILL ${timeoutSec} ${command} </dev/null 2>&1`);
     out.push(`echo "TSBHYVE-L2-END name=${boot.name} vmm-status=$?"`);
     out.push(`rm -f "${boot.initrd}"${boot.disks.map((d) => ` "${d}"`).join('')}`);
   }
@@ -224,10 +225,13 @@ async function runOnHost(script: string, timeoutMs: number, onLine?: (l: Console
     lines.push(l);
     onLine?.(l);
   });
-  const child = spawn('sh', [script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group, so that a timeout ends the VMM it started along with it.
+  const child = spawn('sh', [script], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   child.stdout.on('data', (c: Buffer) => splitter.push(c));
   child.stderr.on('data', (c: Buffer) => splitter.push(c));
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const timer = setTimeout(() => {
+    if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+  }, timeoutMs);
   try {
     await new Promise<void>((resolve, reject) => {
       child.on('error', reject);
