@@ -4,10 +4,73 @@
  * hpet=0 on the command line expects no HPET.
  */
 #include "suite.h"
+#include "../arch/trap.h"
+#include "../arch/x86.h"
 #include "../lib/cmdline.h"
 #include "../platform/acpi.h"
 #include "../platform/hpet.h"
+#include "../platform/ioapic.h"
+#include "../platform/lapic.h"
 #include "../platform/pmtimer.h"
+#include "../platform/timer.h"
+#include "../platform/vectors.h"
+
+/* Timer N configuration bits (spec 1.0a §2.3.8). */
+#define TN_INT_ENB (1u << 2)
+#define TN_TYPE_PERIODIC (1u << 3)
+#define TN_PERIODIC_CAP (1u << 4)
+#define TN_VAL_SET (1u << 6)
+#define TN_ROUTE_SHIFT 9
+
+/* Waits for `want` more interrupts on VECTOR_HPET; returns how many arrived. */
+static uint32_t wait_hpet_irqs(uint32_t before, uint32_t want, uint64_t timeout_ns) {
+	uint64_t t0 = timer_now_ns();
+	while (interrupt_count[VECTOR_HPET] - before < want && timer_now_ns() - t0 < timeout_ns) cpu_relax();
+	return interrupt_count[VECTOR_HPET] - before;
+}
+
+/*
+ * Timer 0 through the I/O APIC (legacy replacement off): a one-shot comparator 2 ms ahead,
+ * then periodic mode every 2 ms. The route is the highest I/O APIC input the timer allows.
+ */
+static void comparator_interrupts(void) {
+	uint64_t cfg = mmio_read64(hpet.base + HPET_TIMER_CONFIG(0));
+	uint32_t route_cap = (uint32_t)(cfg >> 32);
+	int pins = ioapic_pin_count();
+	int pin = -1;
+	for (int p = 0; p < pins && p < 32; p++)
+		if (route_cap & (1u << p)) pin = p;
+	if (!check(pin >= 0, "timer 0 route capability 0x%08x has an ioapic input below %d", route_cap, pins)) return;
+	mmio_write64(hpet.base + HPET_CONFIG, mmio_read64(hpet.base + HPET_CONFIG) & ~2ULL);	/* LEG_RT_CNF off */
+	ioapic_route(pin, VECTOR_HPET, lapic_id(), 0);	/* edge, active high */
+	uint64_t ticks_2ms = 2000000000000ULL / hpet.period_fs;
+
+	uint32_t before = interrupt_count[VECTOR_HPET];
+	uint64_t base_cfg = cfg & ~(0x1FULL << TN_ROUTE_SHIFT) & ~(uint64_t)(TN_TYPE_PERIODIC | TN_INT_ENB | 2);
+	base_cfg |= (uint64_t)pin << TN_ROUTE_SHIFT;
+	mmio_write64(hpet.base + HPET_TIMER_CONFIG(0), base_cfg);
+	uint64_t t0 = timer_now_ns();
+	mmio_write64(hpet.base + HPET_TIMER_COMPARATOR(0), hpet_counter() + ticks_2ms);
+	mmio_write64(hpet.base + HPET_TIMER_CONFIG(0), base_cfg | TN_INT_ENB);
+	uint32_t got = wait_hpet_irqs(before, 1, 500000000ULL);
+	uint64_t us = (timer_now_ns() - t0) / 1000;
+	check(got == 1 && us >= 1500, "timer 0 one-shot via ioapic pin %d fired once after %lu us (2 ms armed)", pin, us);
+
+	if (cfg & TN_PERIODIC_CAP) {
+		before = interrupt_count[VECTOR_HPET];
+		mmio_write64(hpet.base + HPET_TIMER_CONFIG(0), base_cfg | TN_TYPE_PERIODIC | TN_VAL_SET);
+		/* With VAL_SET the first write sets the comparator, the second the period (§2.3.9.2.2). */
+		mmio_write64(hpet.base + HPET_TIMER_COMPARATOR(0), hpet_counter() + ticks_2ms);
+		mmio_write64(hpet.base + HPET_TIMER_COMPARATOR(0), ticks_2ms);
+		mmio_write64(hpet.base + HPET_TIMER_CONFIG(0), base_cfg | TN_TYPE_PERIODIC | TN_INT_ENB);
+		t0 = timer_now_ns();
+		got = wait_hpet_irqs(before, 5, 1000000000ULL);
+		us = (timer_now_ns() - t0) / 1000;
+		check(got >= 5, "timer 0 periodic every 2 ms: %u interrupts in %lu us", got, us);
+	}
+	mmio_write64(hpet.base + HPET_TIMER_CONFIG(0), base_cfg);
+	ioapic_mask(pin);
+}
 
 static void run(const char *options) {
 	(void)options;
@@ -41,6 +104,7 @@ static void run(const char *options) {
 		uint64_t diff = hpet_ns > pm_ns ? hpet_ns - pm_ns : pm_ns - hpet_ns;
 		check(diff * 100 <= hpet_ns, "rate against pm timer: hpet=%lu ns pm=%lu ns", hpet_ns, pm_ns);
 	}
+	comparator_interrupts();
 }
 
 const struct suite suite_hpet = { "hpet", "HPET capabilities, counter and rate", run };
