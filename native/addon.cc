@@ -23,6 +23,7 @@ static Napi::Value Version(const Napi::CallbackInfo& info) {
 Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Function::New(env, Version, "version"));
   { Napi::Object VmmExports(Napi::Env); exports.Set("vmm", VmmExports(env)); }  // native/vmm/vmm_napi.cc
+  { Napi::Object VirtioExports(Napi::Env); exports.Set("virtio", VirtioExports(env)); }  // native/virtio/virtio_napi.cc
   return exports;
 }
 

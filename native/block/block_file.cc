@@ -1,0 +1,227 @@
+#include "block/block_file.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace tsbhyve {
+namespace block {
+
+namespace {
+
+// O_DIRECT alignment for buffers; a page covers every logical block size up to 4 KiB.
+constexpr uintptr_t kDirectAlign = 4096;
+// Zeroes written per pwrite when the file system cannot zero a range itself.
+constexpr size_t kZeroChunk = 1 << 20;
+
+Errno RetryingIo(int fd, const struct iovec* iov, int iovcnt, uint64_t off, bool write) {
+  // Copy the vector so that a partial transfer can advance it without touching the caller's array.
+  std::vector<struct iovec> v(iov, iov + iovcnt);
+  size_t at = 0;
+  while (at < v.size()) {
+    if (v[at].iov_len == 0) {
+      at++;
+      continue;
+    }
+    int n = int(std::min<size_t>(v.size() - at, IOV_MAX));
+    ssize_t r = write ? pwritev(fd, &v[at], n, off_t(off)) : preadv(fd, &v[at], n, off_t(off));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (r == 0) return EIO;  // end of file inside the device's size: the file shrank under us
+    off += uint64_t(r);
+    size_t left = size_t(r);
+    while (left > 0 && at < v.size()) {
+      size_t take = std::min(left, v[at].iov_len);
+      v[at].iov_base = static_cast<uint8_t*>(v[at].iov_base) + take;
+      v[at].iov_len -= take;
+      left -= take;
+      if (v[at].iov_len == 0) at++;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+Errno BlockFile::Open(const OpenOptions& o, std::unique_ptr<BlockFile>* out, std::string* err) {
+  std::unique_ptr<BlockFile> f(new BlockFile());
+  int extra = O_CLOEXEC | (o.noCache ? O_DIRECT : 0) | (o.sync ? O_SYNC : 0);
+  bool ro = o.readOnly;
+  int fd = open(o.path.c_str(), (ro ? O_RDONLY : O_RDWR) | extra);
+  if (fd < 0 && !ro) {
+    // blockif_open: a disk that cannot be opened read-write is attached read-only.
+    fd = open(o.path.c_str(), O_RDONLY | extra);
+    ro = true;
+  }
+  if (fd < 0) {
+    int e = errno;
+    *err = "Could not open backing file: " + o.path + ": " + std::strerror(e);
+    return e;
+  }
+  f->fd_ = fd;
+  f->readOnly_ = ro;
+  f->direct_ = o.noCache;
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    *err = "Could not stat backing file " + o.path + ": " + std::strerror(e);
+    return e;
+  }
+  uint32_t devSector = 512;
+  f->physical_ = 512;
+  if (S_ISBLK(st.st_mode)) {
+    f->isBlockDevice_ = true;
+    uint64_t bytes = 0;
+    int lss = 0;
+    unsigned int pss = 0;
+    if (ioctl(fd, BLKGETSIZE64, &bytes) != 0 || ioctl(fd, BLKSSZGET, &lss) != 0 || lss <= 0) {
+      int e = errno ? errno : EINVAL;
+      *err = "Could not fetch device size/sector size of " + o.path + ": " + std::strerror(e);
+      return e;
+    }
+    f->size_ = bytes;
+    devSector = uint32_t(lss);
+    f->physical_ = (ioctl(fd, BLKPBSZGET, &pss) == 0 && pss >= devSector) ? pss : devSector;
+  } else if (S_ISREG(st.st_mode)) {
+    f->size_ = uint64_t(st.st_size);
+  } else {
+    *err = "Backing file " + o.path + " is neither a regular file nor a block device";
+    return EINVAL;
+  }
+  f->logical_ = devSector;
+  if (o.logicalSector != 0) {
+    // The emulated sector must be a whole number of the device's sectors (block_if.c says the same).
+    if (f->isBlockDevice_ && (o.logicalSector < devSector || o.logicalSector % devSector != 0)) {
+      *err = "Sector size " + std::to_string(o.logicalSector) + " incompatible with underlying device sector size " +
+             std::to_string(devSector);
+      return EINVAL;
+    }
+    f->logical_ = o.logicalSector;
+    f->physical_ = o.physicalSector != 0 ? o.physicalSector : o.logicalSector;
+  }
+  if (!f->readOnly_ && !o.noDelete) {
+    if (f->isBlockDevice_) {
+      // Block devices accept FALLOC_FL_PUNCH_HOLE (blkdev_fallocate) when they can discard at all.
+      f->canDelete_ = true;
+    } else {
+      // Probe: punching one byte past the end with KEEP_SIZE changes nothing and fails only when the file
+      // system has no hole support.
+      f->canDelete_ =
+          fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(f->size_), 1) == 0;
+    }
+  }
+  *out = std::move(f);
+  return 0;
+}
+
+BlockFile::~BlockFile() {
+  if (fd_ >= 0) close(fd_);
+}
+
+bool BlockFile::NeedsBounce(const struct iovec* iov, int iovcnt) const {
+  if (!direct_) return false;
+  for (int i = 0; i < iovcnt; i++) {
+    if ((reinterpret_cast<uintptr_t>(iov[i].iov_base) % kDirectAlign) != 0 || (iov[i].iov_len % logical_) != 0) return true;
+  }
+  return false;
+}
+
+Errno BlockFile::Transfer(const struct iovec* iov, int iovcnt, uint64_t off, bool write) {
+  uint64_t total = 0;
+  for (int i = 0; i < iovcnt; i++) {
+    if (iov[i].iov_len > UINT64_MAX - total) return EINVAL;
+    total += iov[i].iov_len;
+  }
+  if (!RangeOk(off, total)) return EIO;
+  if (total == 0) return 0;
+  if (!NeedsBounce(iov, iovcnt)) return RetryingIo(fd_, iov, iovcnt, off, write);
+  // One aligned buffer for the whole request: gather before a write, scatter after a read.
+  void* buf = nullptr;
+  if (posix_memalign(&buf, kDirectAlign, size_t(total)) != 0) return ENOMEM;
+  uint8_t* b = static_cast<uint8_t*>(buf);
+  Errno e = 0;
+  if (write) {
+    size_t at = 0;
+    for (int i = 0; i < iovcnt; i++) {
+      std::memcpy(b + at, iov[i].iov_base, iov[i].iov_len);
+      at += iov[i].iov_len;
+    }
+  }
+  struct iovec one = {b, size_t(total)};
+  e = RetryingIo(fd_, &one, 1, off, write);
+  if (e == 0 && !write) {
+    size_t at = 0;
+    for (int i = 0; i < iovcnt; i++) {
+      std::memcpy(iov[i].iov_base, b + at, iov[i].iov_len);
+      at += iov[i].iov_len;
+    }
+  }
+  free(buf);
+  return e;
+}
+
+Errno BlockFile::Readv(const struct iovec* iov, int iovcnt, uint64_t off) { return Transfer(iov, iovcnt, off, false); }
+
+Errno BlockFile::Writev(const struct iovec* iov, int iovcnt, uint64_t off) {
+  if (readOnly_) return EROFS;
+  return Transfer(iov, iovcnt, off, true);
+}
+
+Errno BlockFile::Flush() {
+  if (readOnly_) return 0;  // nothing can be dirty
+  while (fdatasync(fd_) != 0) {
+    if (errno != EINTR) return errno;
+  }
+  return 0;
+}
+
+Errno BlockFile::Discard(uint64_t off, uint64_t len) {
+  if (readOnly_) return EROFS;
+  if (!canDelete_) return EOPNOTSUPP;
+  if (!RangeOk(off, len)) return EIO;
+  if (len == 0) return 0;
+  if (off > uint64_t(INT64_MAX) || len > uint64_t(INT64_MAX)) return EINVAL;
+  if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(off), off_t(len)) != 0) return errno;
+  return 0;
+}
+
+Errno BlockFile::WriteZeroes(uint64_t off, uint64_t len, bool unmap) {
+  if (readOnly_) return EROFS;
+  if (!RangeOk(off, len)) return EIO;
+  if (len == 0) return 0;
+  if (off > uint64_t(INT64_MAX) || len > uint64_t(INT64_MAX)) return EINVAL;
+  // Prefer deallocation when allowed (a hole reads as zeros), then the file system's zero-range, and write
+  // zeros by hand as the last resort.
+  if (unmap && canDelete_ && fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(off), off_t(len)) == 0)
+    return 0;
+  if (fallocate(fd_, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off_t(off), off_t(len)) == 0) return 0;
+  void* buf = nullptr;
+  size_t chunk = size_t(std::min<uint64_t>(len, kZeroChunk));
+  if (posix_memalign(&buf, kDirectAlign, chunk) != 0) return ENOMEM;
+  std::memset(buf, 0, chunk);
+  Errno e = 0;
+  while (len > 0 && e == 0) {
+    size_t n = size_t(std::min<uint64_t>(len, chunk));
+    struct iovec one = {buf, n};
+    e = RetryingIo(fd_, &one, 1, off, true);
+    off += n;
+    len -= n;
+  }
+  free(buf);
+  return e;
+}
+
+}  // namespace block
+}  // namespace tsbhyve

@@ -1,0 +1,76 @@
+#pragma once
+// The block backend every disk emulation shares (virtio-blk now; NVMe and AHCI later): one open file or
+// block device with bhyve's block_if.c options, and synchronous positioned I/O on it. Callers run these
+// calls on their own worker threads; a BlockFile has no threads and no locks of its own, and every method
+// is safe to call from several threads at once (pread/pwrite family on one fd).
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace tsbhyve {
+namespace block {
+
+struct OpenOptions {
+  std::string path;
+  bool readOnly = false;  // `ro`
+  bool noCache = false;   // `nocache`: O_DIRECT
+  bool sync = false;      // `direct` / `sync`: O_SYNC (bhyve's meaning of "direct")
+  bool noDelete = false;  // `nodelete`: never punch holes
+  // `sectorsize=L[/P]`; 0 means "from the file" (512 for regular files, the device's own for block devices).
+  uint32_t logicalSector = 0;
+  uint32_t physicalSector = 0;
+};
+
+// Result of an operation: 0 or a positive errno.
+using Errno = int;
+
+class BlockFile {
+ public:
+  // Opens the backend as bhyve's blockif_open does: read-write unless `ro`, falling back to read-only when the
+  // file cannot be opened for writing (EACCES/EROFS), which `readOnly()` then reports. Returns 0 or an errno
+  // with `*err` set to bhyve's wording.
+  static Errno Open(const OpenOptions& opts, std::unique_ptr<BlockFile>* out, std::string* err);
+  ~BlockFile();
+  BlockFile(const BlockFile&) = delete;
+  BlockFile& operator=(const BlockFile&) = delete;
+
+  uint64_t size() const { return size_; }
+  uint32_t logicalSector() const { return logical_; }
+  uint32_t physicalSector() const { return physical_; }
+  bool readOnly() const { return readOnly_; }
+  // True when discard (and unmapping write-zeroes) can reach the storage: not `nodelete`, not read-only, and
+  // the file system accepted a hole punch probe (or the device is a block device).
+  bool canDelete() const { return canDelete_; }
+
+  // Whole transfers at byte offset `off`; a short transfer or an access past the end is an error (EIO).
+  Errno Readv(const struct iovec* iov, int iovcnt, uint64_t off);
+  Errno Writev(const struct iovec* iov, int iovcnt, uint64_t off);
+  // fdatasync: everything written before is on stable storage when this returns 0.
+  Errno Flush();
+  // Deallocates [off, off+len) (reads return zeros afterwards).
+  Errno Discard(uint64_t off, uint64_t len);
+  // Zeroes [off, off+len); with `unmap` it may deallocate instead of writing.
+  Errno WriteZeroes(uint64_t off, uint64_t len, bool unmap);
+
+ private:
+  BlockFile() = default;
+  // O_DIRECT needs aligned memory, offsets and lengths; unaligned guest buffers go through a bounce buffer.
+  bool NeedsBounce(const struct iovec* iov, int iovcnt) const;
+  Errno Transfer(const struct iovec* iov, int iovcnt, uint64_t off, bool write);
+  bool RangeOk(uint64_t off, uint64_t len) const { return off <= size_ && len <= size_ - off; }
+
+  int fd_ = -1;
+  bool isBlockDevice_ = false;
+  bool readOnly_ = false;
+  bool direct_ = false;
+  bool canDelete_ = false;
+  uint64_t size_ = 0;
+  uint32_t logical_ = 512;
+  uint32_t physical_ = 512;
+};
+
+}  // namespace block
+}  // namespace tsbhyve

@@ -1,0 +1,80 @@
+#pragma once
+// The virtio-blk data path: one thread per live queue that sleeps on the queue's notification eventfd
+// (ioeventfd on KVM, or any eventfd a test signals), drains the available ring through the block backend,
+// fills the used ring and raises the queue interrupt by writing the interrupt eventfd (irqfd on KVM) or by
+// calling back into the owner. No JavaScript runs per request.
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <thread>
+
+#include "block/block_file.h"
+#include "guestmem/guest_memory.h"
+#include "virtio/blk_request.h"
+#include "virtio/split_queue.h"
+
+namespace tsbhyve {
+namespace virtio {
+
+// Events the worker reports to its owner (on the worker thread; the owner marshals them).
+enum class WorkerEvent : int {
+  kInterrupt = 1,   // a queue interrupt is due and no interrupt eventfd was given
+  kNeedsReset = 2,  // the queue is broken (ChainError); the device must set DEVICE_NEEDS_RESET
+};
+
+struct BlkWorkerConfig {
+  std::shared_ptr<const GuestMemory> memory;  // kept alive while the worker runs
+  std::shared_ptr<block::BlockFile> file;
+  QueueLayout layout;
+  bool eventIdx = false;
+  bool indirect = false;
+  BlkParams params;
+  int notifyFd = -1;     // eventfd the driver's notifications arrive on (not owned)
+  int interruptFd = -1;  // eventfd to write for an interrupt, or -1 to report kInterrupt (not owned)
+  // Sets ISR bit 0 before each interrupt (legacy INTx and MSI, §4.1.4.5); off for MSI-X.
+  bool useIsr = false;
+  std::function<void(WorkerEvent)> report;
+};
+
+struct BlkWorkerStats {
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> interrupts{0};
+  std::atomic<uint64_t> notifications{0};
+  std::atomic<uint64_t> errors[int(BlkError::kCount)] = {};
+};
+
+class BlkWorker {
+ public:
+  explicit BlkWorker(BlkWorkerConfig cfg) : cfg_(std::move(cfg)) {}
+  ~BlkWorker() { Stop(); }
+  BlkWorker(const BlkWorker&) = delete;
+  BlkWorker& operator=(const BlkWorker&) = delete;
+
+  // Attaches the rings and starts the thread. False (with *err) when the rings are not in guest RAM or the
+  // stop eventfd cannot be made.
+  bool Start(std::string* err);
+  // Wakes the thread, waits for it to finish the request in hand and joins it. Idempotent.
+  void Stop();
+
+  // ISR bits set by the worker since the last call (read-to-clear, §4.1.4.5).
+  uint32_t TakeIsr() { return isr_.exchange(0); }
+  const BlkWorkerStats& stats() const { return stats_; }
+  ChainError queueError() const { return queueError_.load(); }
+
+ private:
+  void Run();
+  void Drain();
+  void Interrupt();
+
+  BlkWorkerConfig cfg_;
+  SplitQueue queue_;
+  std::thread thread_;
+  int stopFd_ = -1;
+  std::atomic<uint32_t> isr_{0};
+  std::atomic<ChainError> queueError_{ChainError::kNone};
+  BlkWorkerStats stats_;
+};
+
+}  // namespace virtio
+}  // namespace tsbhyve
