@@ -88,6 +88,9 @@ class Vm {
   Status GetCapability(int vcpu, Cap cap, int* value);
   Status SetX2apicState(int vcpu, X2apicState s);
   Status GetCpuid(int vcpu, uint32_t leaf, uint32_t sub, uint32_t out[4]);
+  // Exit counters of one vCPU: KVM_RUN returns, port I/O, MMIO, unknown-MSR exits, exits handled by a
+  // native device and by TypeScript.
+  Status GetStats(int vcpu, uint64_t out[6]);
   void SetStrict(bool io, bool msr) { strictIo_ = io; strictMsr_ = msr; }
   bool userMsrExits() const { return userMsr_; }
 

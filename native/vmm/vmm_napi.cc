@@ -93,6 +93,7 @@ class VmWrap : public Napi::ObjectWrap<VmWrap> {
       InstanceMethod("setX2apicState", &VmWrap::SetX2apicState),
       InstanceMethod("getCpuid", &VmWrap::GetCpuid),
       InstanceMethod("setStrict", &VmWrap::SetStrict),
+      InstanceMethod("stats", &VmWrap::Stats),
       InstanceMethod("userMsrExits", &VmWrap::UserMsrExits),
       InstanceMethod("lapicMsi", &VmWrap::LapicMsi),
       InstanceMethod("ioapicLine", &VmWrap::IoapicLine),
@@ -329,6 +330,16 @@ class VmWrap : public Napi::ObjectWrap<VmWrap> {
     if (Throw(info.Env(), vm_->GetCpuid(id, uint32_t(leaf), uint32_t(sub), r))) return {};
     Napi::Array out = Napi::Array::New(info.Env(), 4);
     for (uint32_t i = 0; i < 4; i++) out.Set(i, Napi::Number::New(info.Env(), r[i]));
+    return out;
+  }
+  // stats(vcpu) -> [runs, io, mmio, msr, native, js]
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    int id;
+    if (!Live(info.Env()) || !IntArg(info, 0, &id)) return {};
+    uint64_t st[6];
+    if (Throw(info.Env(), vm_->GetStats(id, st))) return {};
+    Napi::Array out = Napi::Array::New(info.Env(), 6);
+    for (uint32_t i = 0; i < 6; i++) out.Set(i, Napi::Number::New(info.Env(), double(st[i])));
     return out;
   }
   Napi::Value SetStrict(const Napi::CallbackInfo& info) {

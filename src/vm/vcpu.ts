@@ -12,6 +12,20 @@ export enum VcpuCap {
   IpiExit = 4,
 }
 
+/** vm_get_stats-style counters of one vCPU. */
+export interface VcpuStats {
+  /** returns from KVM_RUN (every exit, including kicks) */
+  runs: number;
+  io: number;
+  mmio: number;
+  /** unknown-MSR exits handled by the strictmsr policy */
+  msr: number;
+  /** port/MMIO exits handled by a native device on the vCPU thread */
+  native: number;
+  /** port/MMIO exits handed to a TypeScript handler */
+  js: number;
+}
+
 export class Vcpu {
   constructor(
     private readonly nat: NativeVm,
@@ -59,6 +73,12 @@ export class Vcpu {
   /** vm_set_x2apic_state: whether CPUID offers x2APIC to this vCPU. */
   setX2apicState(enabled: boolean): void {
     nativeCall(() => this.nat.setX2apicState(this.id, enabled ? 1 : 0));
+  }
+
+  /** Exit counters since the vCPU was created (cumulative over runs). */
+  stats(): VcpuStats {
+    const [runs, io, mmio, msr, native, js] = nativeCall(() => this.nat.stats(this.id));
+    return { runs, io, mmio, msr, native, js };
   }
 
   /** The CPUID values this vCPU's guest will see. */

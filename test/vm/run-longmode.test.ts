@@ -109,6 +109,9 @@ test('long mode: a native sink port counts OUTs without leaving the vCPU thread'
     t.equal(r.status, 1, 'status 1');
     t.deepEqual(sink.stats(), { writes: 100, reads: 0, last: 1 }, '100 writes counted natively, the last value 1');
     t.equal(jsCalls, 1, 'only the final port reached JavaScript');
+    const st = vm.vcpus[0]!.stats();
+    t.deepEqual([st.io, st.native, st.js, st.mmio], [101, 100, 1, 0], 'exit counters: 101 port exits, 100 native, 1 JS');
+    t.ok(st.runs >= 101, 'every exit was a return from KVM_RUN');
     vm.close();
   }));
 

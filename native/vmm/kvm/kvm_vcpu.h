@@ -26,6 +26,8 @@ struct Vcpu {
   std::atomic<pthread_t> tid{0};
   std::atomic<bool> inThread{false};
   std::atomic<uint64_t> exits{0};    // bumped on every return from KVM_RUN (watchdog progress)
+  // vm_get_stats-style counters, written by the vCPU thread only.
+  std::atomic<uint64_t> ioExits{0}, mmioExits{0}, msrExits{0}, nativeHandled{0}, jsHandled{0};
   uint64_t watchdogSeen = 0;          // watchdog-thread private
   std::atomic<bool> haltedIf0{false};
   std::atomic<bool> parked{false};    // waiting in the exit channel: its state may be read and written // last check found HLT with interrupts disabled (or waiting for SIPI)

@@ -158,14 +158,17 @@ void Vm::VcpuLoop(Vcpu* v) {
     bool ok = true;
     switch (run->exit_reason) {
       case KVM_EXIT_IO:
+        v->ioExits.fetch_add(1, std::memory_order_relaxed);
         ok = HandleIo(v);
         break;
       case KVM_EXIT_MMIO:
+        v->mmioExits.fetch_add(1, std::memory_order_relaxed);
         ok = HandleMmio(v);
         break;
       case KVM_EXIT_X86_RDMSR:
       case KVM_EXIT_X86_WRMSR:
         // Only MSRs KVM does not know reach us: #GP under strictmsr, else reads 0 and writes vanish.
+        v->msrExits.fetch_add(1, std::memory_order_relaxed);
         run->msr.error = strictMsr_ ? 1 : 0;
         if (run->exit_reason == KVM_EXIT_X86_RDMSR) run->msr.data = 0;
         break;
@@ -227,6 +230,7 @@ bool Vm::HandleIo(Vcpu* v) {
   RangeOwner owner;
   if (pio_.Find(port, size, &owner)) {
     if (owner.native) {
+      v->nativeHandled.fetch_add(1, std::memory_order_relaxed);
       for (uint32_t i = 0; i < count; i++) {
         uint64_t val = 0;
         if (write) std::memcpy(&val, data + i * size, size);
@@ -244,6 +248,7 @@ bool Vm::HandleIo(Vcpu* v) {
     s->addr = port;
     if (write) std::memcpy(s->data, data, bytes);
     else std::memset(s->data, 0xff, bytes);
+    v->jsHandled.fetch_add(1, std::memory_order_relaxed);
     v->parked.store(true);
     channel_.Call(s);
     v->parked.store(false);
@@ -277,6 +282,7 @@ bool Vm::HandleMmio(Vcpu* v) {
   RangeOwner owner;
   if (mmio_.Find(gpa, len, &owner)) {
     if (owner.native) {
+      v->nativeHandled.fetch_add(1, std::memory_order_relaxed);
       uint64_t val = 0;
       if (write) std::memcpy(&val, run->mmio.data, len);
       owner.native->Access(v->id, gpa, len, write, &val);
@@ -292,6 +298,7 @@ bool Vm::HandleMmio(Vcpu* v) {
     s->addr = double(gpa);
     if (write) std::memcpy(s->data, run->mmio.data, len);
     else std::memset(s->data, 0xff, 8);
+    v->jsHandled.fetch_add(1, std::memory_order_relaxed);
     v->parked.store(true);
     channel_.Call(s);
     v->parked.store(false);

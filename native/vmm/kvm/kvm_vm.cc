@@ -590,6 +590,18 @@ Status Vm::SetX2apicState(int id, X2apicState s) {
   return ApplyCpuid(v);
 }
 
+Status Vm::GetStats(int id, uint64_t out[6]) {
+  Vcpu* v = vcpu(id);
+  if (!v) return Inval("no such vCPU");
+  out[0] = v->exits.load();
+  out[1] = v->ioExits.load();
+  out[2] = v->mmioExits.load();
+  out[3] = v->msrExits.load();
+  out[4] = v->nativeHandled.load();
+  out[5] = v->jsHandled.load();
+  return Status::Ok();
+}
+
 Status Vm::GetCpuid(int id, uint32_t leaf, uint32_t sub, uint32_t out[4]) {
   Vcpu* v = vcpu(id);
   if (!v) return Inval("no such vCPU");
