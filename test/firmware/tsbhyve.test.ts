@@ -18,6 +18,7 @@ const skip = !usable();
 
 const suites: Array<[string, string]> = [
   ['platform', 'cpus=2 mem=256 ecam=0xe0000000'],
+  ['uart', ''],
   ['rtc', ''],
   ['pmtimer', ''],
   ['hpet', ''],
