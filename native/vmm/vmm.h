@@ -58,7 +58,10 @@ class Vm {
   Status SetupMemory(uint64_t size, bool wired, bool incore);
   uint64_t lowmem() const { return lowmem_; }
   uint64_t highmem() const { return highmem_; }
-  GuestMemory& memory() { return mem_; }
+  GuestMemory& memory() { return *mem_; }
+  // For workers that may outlive a close(): the accessor object stays alive while they hold it (and the
+  // host memory behind it is never unmapped while the process lives).
+  std::shared_ptr<const GuestMemory> sharedMemory() const { return mem_; }
   // vm_create_devmem: an anonymous segment the guest sees only once mapped.
   Status CreateDevmem(int segid, const std::string& name, uint64_t len, uint8_t** host);
   // vm_mmap_memseg / vm_munmap_memseg; a mapping without PROT_WRITE is read-only to the guest.
@@ -140,7 +143,7 @@ class Vm {
   uint64_t ramReserveLen_ = 0;
   uint8_t* ramBase_ = nullptr;
   uint64_t lowmem_ = 0, highmem_ = 0;
-  GuestMemory mem_;
+  std::shared_ptr<GuestMemory> mem_ = std::make_shared<GuestMemory>();
   struct Segment { int segid; std::string name; uint8_t* host; uint64_t len; };
   std::vector<Segment> segments_;
   struct Slot { uint32_t slot; uint64_t gpa, len; uint8_t* host; bool readonly; };

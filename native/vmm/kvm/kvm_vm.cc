@@ -279,7 +279,7 @@ Status Vm::SetupMemory(uint64_t size, bool wired, bool incore) {
     if (wired && mlock(m, p.len) != 0) return Err(errno, "cannot wire guest memory (mlock)");
     Status st = SetSlot(p.slot, p.gpa, p.len, static_cast<uint8_t*>(m), false);
     if (!st.ok()) return st;
-    mem_.AddRegion({p.gpa, p.len, static_cast<uint8_t*>(m), RegionKind::kRam, true});
+    mem_->AddRegion({p.gpa, p.len, static_cast<uint8_t*>(m), RegionKind::kRam, true});
   }
   return Status::Ok();
 }
@@ -305,7 +305,7 @@ Status Vm::MmapMemseg(uint64_t gpa, int segid, uint64_t off, uint64_t len, int p
   if (gpa + len < gpa || gpa + len > (1ull << 52)) return Inval("mapping exceeds the guest physical address space");
   const bool writable = (prot & PROT_WRITE) != 0;
   GuestRegion region{gpa, len, seg->host + off, writable ? RegionKind::kDevice : RegionKind::kRom, writable};
-  if (!mem_.AddRegion(region)) return {EEXIST, "mapping overlaps guest memory or another segment"};
+  if (!mem_->AddRegion(region)) return {EEXIST, "mapping overlaps guest memory or another segment"};
   uint32_t slot;
   if (!freeSlots_.empty()) {
     slot = freeSlots_.back();
@@ -315,7 +315,7 @@ Status Vm::MmapMemseg(uint64_t gpa, int segid, uint64_t off, uint64_t len, int p
   }
   Status st = SetSlot(slot, gpa, len, seg->host + off, !writable);
   if (!st.ok()) {
-    mem_.RemoveRegion(gpa);
+    mem_->RemoveRegion(gpa);
     freeSlots_.push_back(slot);
     return st;
   }
@@ -331,7 +331,7 @@ Status Vm::MunmapMemseg(uint64_t gpa, uint64_t len) {
     r.guest_phys_addr = gpa;
     r.memory_size = 0;  // size 0 deletes the slot
     if (ioctl(vmFd_, KVM_SET_USER_MEMORY_REGION, &r) != 0) return Err(errno, "KVM_SET_USER_MEMORY_REGION (delete)");
-    mem_.RemoveRegion(gpa);
+    mem_->RemoveRegion(gpa);
     freeSlots_.push_back(deviceSlots_[i].slot);
     deviceSlots_.erase(deviceSlots_.begin() + long(i));
     return Status::Ok();
