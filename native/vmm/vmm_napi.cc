@@ -536,10 +536,9 @@ class VmWrap : public Napi::ObjectWrap<VmWrap> {
       if (!slots_.Value().IsDetached()) slots_.Value().Detach();
       slots_.Reset();
     }
-    if (vm_) {
-      vm_->channel().SetNotify(nullptr);
-      vm_.reset();  // stops and joins vCPU threads if they still run
-    }
+    // Stops and joins the vCPU threads first (they may still call the notify hook, which stays valid
+    // until the thread-safe function is released below).
+    vm_.reset();
     if (haveTsfn_) {
       tsfn_.Release();
       haveTsfn_ = false;
