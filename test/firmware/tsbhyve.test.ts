@@ -39,6 +39,14 @@ for (const [suite, extra] of suites) {
   });
 }
 
+test('tsbhyve: CMOS memory bytes with 4 GiB (1 GiB above 4 GiB)', { skip }, async (t) => {
+  const r = await runTestguestInTsbhyve({ append: 'test=rtc', memMiB: 4096 });
+  const out = parseTestguestOutput(r.output);
+  t.deepEqual(out.done, { pass: out.pass, fail: 0 });
+  t.ok(/0x5b-0x5d=0x004000/.test(r.output), 'highmem / 64 KiB = 0x4000');
+  t.equal(r.code, 1);
+});
+
 // bhyve-facts §4.9: S5 -> 1, reset (0xCF9 or 8042) -> 0, triple fault -> 3.
 const endings: Array<[string, number]> = [['s5', 1], ['reset', 0], ['kbc', 0], ['triplefault', 3]];
 for (const [how, status] of endings) {

@@ -4,7 +4,11 @@
 // nested-KVM L1 (test/harness/nested); on hardware KVM it runs right here.
 import test from 'tape';
 import { runLinuxGuests, type GuestBoot } from '../harness/nested/linux-guests.js';
-import { root, kvmMissing } from './run-guest.js';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const kvmMissing = (): string | undefined => (existsSync('/dev/kvm') ? undefined : 'no /dev/kvm on this host');
 
 const skip = kvmMissing();
 if (skip) console.log(`# skipping Linux guest tests: ${skip}`);
