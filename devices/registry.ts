@@ -7,6 +7,7 @@ import { genericLegacyConfig, type LegacyConfigParser } from './legacy-config.js
 import type { PciDeviceFactory } from './device.js';
 import { createHostbridge } from './hostbridge/device.js';
 import { createLpc } from './lpc/device.js';
+import { createVirtioBlk } from './virtio-blk/device.js';
 import { netLegacyConfig } from './net/config.js';
 import { nvmeLegacyConfig } from './nvme/config.js';
 import { passthruLegacyConfig } from './passthru/config.js';
@@ -36,7 +37,7 @@ const emulations: readonly PciEmulation[] = [
   { name: 'ahci-hd', alias: 'ahci', legacyConfig: ahciHdLegacyConfig },
   { name: 'ahci-cd', alias: 'ahci', legacyConfig: ahciCdLegacyConfig },
   { name: 'nvme', legacyConfig: nvmeLegacyConfig },
-  { name: 'virtio-blk', legacyConfig: blockLegacyConfig },
+  { name: 'virtio-blk', legacyConfig: blockLegacyConfig, create: createVirtioBlk },
   { name: 'virtio-net', legacyConfig: netLegacyConfig },
   { name: 'virtio-rnd', legacyConfig: genericLegacyConfig },
   { name: 'virtio-console', legacyConfig: virtioConsoleLegacyConfig },

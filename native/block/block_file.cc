@@ -96,6 +96,8 @@ Errno BlockFile::Open(const OpenOptions& o, std::unique_ptr<BlockFile>* out, std
     f->physical_ = (ioctl(fd, BLKPBSZGET, &pss) == 0 && pss >= devSector) ? pss : devSector;
   } else if (S_ISREG(st.st_mode)) {
     f->size_ = uint64_t(st.st_size);
+    // block_if.c reports the file system's preferred I/O size as the physical sector of a file.
+    if (st.st_blksize >= 512 && (st.st_blksize & (st.st_blksize - 1)) == 0) f->physical_ = uint32_t(st.st_blksize);
   } else {
     *err = "Backing file " + o.path + " is neither a regular file nor a block device";
     return EINVAL;

@@ -53,10 +53,35 @@ export interface GuestMemoryAccess {
   write(gpa: number, data: Uint8Array): void;
 }
 
+/**
+ * What native data-path workers (native/virtio, ...) need from the machine. A VM provides all of it; the no-VM
+ * device harness provides only `memoryHandle` (workers then take notifications and report interrupts through
+ * eventfds and callbacks the device model handles).
+ */
+export interface DataPath {
+  /** The native object owning guest memory that workers unwrap (a NativeVm, or a test GuestRam). */
+  readonly memoryHandle: object;
+  /** KVM notification and interrupt plumbing (absent without a VM). */
+  readonly kvm?: {
+    /** KVM_IOEVENTFD on a port (`pio`) or MMIO address; `data` matches the written value. */
+    ioeventfd(fd: number, opts: { addr: number; len: 0 | 1 | 2 | 4 | 8; pio: boolean; data?: number; deassign?: boolean }): void;
+    /** KVM_IRQFD: signalling `fd` raises `gsi` without an exit. */
+    irqfd(fd: number, gsi: number, opts?: { deassign?: boolean }): void;
+    /** Points GSI `gsi` (from allocMsiGsi) at an MSI address/data pair. */
+    setMsiRoute(gsi: number, addr: bigint, data: number): void;
+    /** A fresh GSI for an MSI route. */
+    allocMsiGsi(): number;
+  };
+  /** Runs `fn` before the VM's memory goes away (devices stop their workers there). */
+  onClose(fn: () => void): void;
+}
+
 export interface Machine {
   readonly io: IoSpace;
   readonly irq: InterruptController;
   readonly memory: GuestMemoryAccess;
+  /** Present when native data paths can run against this machine's guest memory. */
+  readonly dataPath?: DataPath;
   /** Stops every vCPU; the run ends with SUSPEND_STATUS[how]. */
   suspend(how: SuspendHow): void;
 }

@@ -52,6 +52,7 @@ export async function startVm(req: StartRequest): Promise<number> {
     throw e;
   }
   let isa: IsaDevices | undefined;
+  let machine: VmMachine | undefined;
   try {
     vm.setTopology({ sockets: topology.sockets, cores: topology.cores, threads: topology.threads });
     const vcpus = vm.createVcpus(topology.cpus);
@@ -68,7 +69,7 @@ export async function startVm(req: StartRequest): Promise<number> {
     });
     if (bootrom !== undefined) loadBootrom(vm, bootrom, tree.get('bootvars'), req.warn);
 
-    const machine = new VmMachine(vm);
+    machine = new VmMachine(vm);
     const pci = initPci({ tree, machine, layout, bootrom: bootrom !== undefined, warn: req.warn });
     const tables = buildTables(tree, pci, layout, topology, name);
     isa = createIsaDevices(machine, tree, {
@@ -115,6 +116,7 @@ export async function startVm(req: StartRequest): Promise<number> {
     throw e;
   } finally {
     isa?.close();
+    machine?.close();
     vm.close();
   }
 }

@@ -1,5 +1,5 @@
 // The Machine that device models see (src/platform/machine.ts), implemented over a running Vm.
-import type { GuestMemoryAccess, IoSpace, InterruptController, Machine, MmioHandler, PortHandler, SuspendHow } from '../platform/machine.js';
+import type { DataPath, GuestMemoryAccess, IoSpace, InterruptController, Machine, MmioHandler, PortHandler, SuspendHow } from '../platform/machine.js';
 import { SuspendHow as VmSuspend, type Vm } from './vm.js';
 
 const SUSPEND: Record<SuspendHow, VmSuspend> = {
@@ -13,6 +13,10 @@ export class VmMachine implements Machine {
   readonly io: IoSpace;
   readonly irq: InterruptController;
   readonly memory: GuestMemoryAccess;
+  readonly dataPath: DataPath;
+  private readonly closers: Array<() => void> = [];
+  /** the next free GSI for MSI routes (docs/vmm.md: 64 and up) */
+  private nextMsiGsi = 64;
 
   constructor(private readonly vm: Vm) {
     const ports = new Map<number, () => void>();
@@ -65,6 +69,24 @@ export class VmMachine implements Machine {
       read: (gpa, len) => vm.memory.read(gpa, len),
       write: (gpa, data) => vm.memory.write(gpa, data),
     };
+    this.dataPath = {
+      memoryHandle: vm.native,
+      kvm: {
+        ioeventfd: (fd, opts) => vm.ioeventfd(fd, opts),
+        irqfd: (fd, gsi, opts) => vm.irqfd(fd, gsi, opts ?? {}),
+        setMsiRoute: (gsi, addr, data) => vm.setMsiRoute(gsi, addr, data),
+        allocMsiGsi: () => this.nextMsiGsi++,
+      },
+      onClose: (fn) => {
+        this.closers.push(fn);
+      },
+    };
+  }
+
+  /** Stops the devices' native workers; call before the Vm closes. */
+  close(): void {
+    const fns = this.closers.splice(0);
+    for (const fn of fns.reverse()) fn();
   }
 
   suspend(how: SuspendHow): void {

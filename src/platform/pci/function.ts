@@ -51,6 +51,8 @@ export interface PciDeviceModel {
   barMapped?(bar: number, mapped: boolean, addr: number): void;
   /** Called when the INTx/MSI/MSI-X enable state changes (for devices that choose their interrupt path). */
   interruptModeChanged?(): void;
+  /** Called after a guest write to the MSI-X table or control (for devices that route vectors natively). */
+  msixChanged?(): void;
 }
 
 /** The interrupt wiring the bus sets up for a function's INTx pin. */
@@ -285,6 +287,7 @@ export class PciFunction {
     const rel = offset - m.tableOffset;
     if (rel % 4 !== 0) return;
     m.table[rel >>> 2] = value >>> 0;
+    this.model.msixChanged?.();
   }
 
   // --- INTx ----------------------------------------------------------------------------------------------
@@ -362,6 +365,7 @@ export class PciFunction {
       // Only the enable and function-mask bits; the table size and locations are read-only.
       const bits = PCIM_MSIXCTRL_MSIX_ENABLE | PCIM_MSIXCTRL_FUNCTION_MASK;
       this.set16(start + 2, (oldCtl & ~bits) | (newCtl & bits));
+      if (((oldCtl ^ newCtl) & bits) !== 0) this.model.msixChanged?.();
     } else if (id === PCIY_EXPRESS) {
       // Device and link control/status are accepted; the capability registers stay read-only.
       for (const [lo, hi] of [[0x08, 0x0c], [0x10, 0x14]] as const) {
