@@ -13,6 +13,8 @@ export const ECAM_SIZE = 256 * MiB;
 export const IOAPIC_BASE = 0xfec0_0000;
 export const HPET_BASE = 0xfed0_0000;
 export const LAPIC_BASE = 0xfee0_0000;
+/** KVM's identity-map page and TSS pages, moved out of the boot ROM region to the top of the gap below the IOAPIC. */
+export const KVM_PRIVATE = { base: 0xfebf_c000, size: 0x4000 } as const;
 export const BOOTROM_BASE = 0xff00_0000;
 export const BOOTROM_SIZE = 16 * MiB;
 /** The 64-bit PCI window starts at the 32 GiB boundary above highmem and is 32 GiB long. */

@@ -14,7 +14,8 @@ import { buildFirmwareTables, type PciRootBridge } from '../platform/tables.js';
 import type { PciBus } from '../platform/pci/bus.js';
 import { applyBootPlan, planDirectBoot, LoaderError } from '../loader/index.js';
 import { VmmError } from './errors.js';
-import { BOOTROM_BASE, BOOTROM_SIZE, type MemoryLayout } from './memmap.js';
+import { BOOTROM_BASE, BOOTROM_SIZE, KVM_PRIVATE, type MemoryLayout } from './memmap.js';
+import { E820Type } from '../platform/e820.js';
 import { VcpuCap } from './vcpu.js';
 import { PROT_EXEC, PROT_READ, Vm } from './vm.js';
 import { VmMachine } from './vm-machine.js';
@@ -107,6 +108,7 @@ export async function startVm(req: StartRequest): Promise<number> {
 
     const cpusets = req.vcpuMaps.map((m) => m ?? []);
     const result = await vm.run({ cpusets });
+    if (machine.exitStats) process.stderr.write(`${machine.exitStats.report()}\n`);
     if (result.status === 4 && result.error) req.warn(result.error);
     return result.status;
   } catch (e) {
@@ -163,7 +165,7 @@ function buildTables(tree: ConfigTree, pci: PciBus, layout: MemoryLayout, topolo
       if (v !== undefined) smbios[`${section}.${key}`] = v;
     }
   }
-  return buildFirmwareTables({
+  const tables = buildFirmwareTables({
     ncpus: topology.cpus,
     topology,
     memory: layout,
@@ -180,4 +182,8 @@ function buildTables(tree: ConfigTree, pci: PciBus, layout: MemoryLayout, topolo
     fwcfg: tree.get('lpc.fwcfg') === 'qemu' ? 'qemu' : 'bhyve',
     acpiTablesInMemory: tree.getBoolDefault('acpi_tables_in_memory', true),
   });
+  // KVM's TSS and identity map live in the hole below the IOAPIC: tell the guest not to put anything there.
+  tables.e820.push({ base: KVM_PRIVATE.base, length: KVM_PRIVATE.size, type: E820Type.Reserved });
+  tables.e820.sort((a, b) => a.base - b.base);
+  return tables;
 }

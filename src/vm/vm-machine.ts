@@ -9,7 +9,36 @@ const SUSPEND: Record<SuspendHow, VmSuspend> = {
   triplefault: VmSuspend.TripleFault,
 };
 
+/** Per-range exit counts and handler time, printed at exit when TSBHYVE_EXIT_STATS is set (for profiling). */
+class ExitStats {
+  private readonly rows = new Map<string, { n: number; ns: bigint }>();
+  wrap<A extends unknown[]>(key: string, fn: (...a: A) => number): (...a: A) => number {
+    const row = { n: 0, ns: 0n };
+    this.rows.set(key, row);
+    return (...a: A) => {
+      const t0 = process.hrtime.bigint();
+      try {
+        return fn(...a);
+      } finally {
+        row.n++;
+        row.ns += process.hrtime.bigint() - t0;
+      }
+    };
+  }
+  report(): string {
+    return [...this.rows.entries()]
+      .filter(([, r]) => r.n > 0)
+      .sort((a, b) => b[1].n - a[1].n)
+      .slice(0, 20)
+      .map(([k, r]) => `tsbhyve: exits ${k}: ${r.n} (${(Number(r.ns) / 1e6).toFixed(1)} ms in handlers)`)
+      .join('\n');
+  }
+}
+
 export class VmMachine implements Machine {
+  /** Set when TSBHYVE_EXIT_STATS is in the environment. */
+  readonly exitStats = process.env.TSBHYVE_EXIT_STATS ? new ExitStats() : undefined;
+
   readonly io: IoSpace;
   readonly irq: InterruptController;
   readonly memory: GuestMemoryAccess;
@@ -19,10 +48,12 @@ export class VmMachine implements Machine {
   private nextMsiGsi = 64;
 
   constructor(private readonly vm: Vm) {
+    const stats = this.exitStats;
     const ports = new Map<number, () => void>();
     const mmio = new Map<number, () => void>();
     this.io = {
       registerPort(base: number, len: number, handler: PortHandler): void {
+        if (stats) handler = stats.wrap(`port 0x${base.toString(16)}+${len}`, handler);
         if (ports.has(base)) throw new Error(`ports 0x${base.toString(16)}+${len} are already claimed`);
         ports.set(base, vm.registerPio(base, len, (_vcpu, port, size, write, value) => handler(write, port, size, value)));
       },
@@ -31,6 +62,7 @@ export class VmMachine implements Machine {
         ports.delete(base);
       },
       registerMmio(base: number, len: number, handler: MmioHandler): void {
+        if (stats) handler = stats.wrap(`mmio 0x${base.toString(16)}+0x${len.toString(16)}`, handler);
         if (mmio.has(base)) throw new Error(`MMIO 0x${base.toString(16)}+${len} is already claimed`);
         mmio.set(
           base,
