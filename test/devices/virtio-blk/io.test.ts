@@ -1,0 +1,267 @@
+// virtio-blk requests end to end through the native worker: reads and writes checked against the disk file,
+// flush, discard reaching the file, write zeroes, GET_ID, read-only disks, sector range checks, indirect
+// descriptors and EVENT_IDX.
+import test from 'tape';
+import { readFileSync, statSync, openSync, writeSync, closeSync } from 'node:fs';
+import { defaultSerial } from '../../../devices/virtio-blk/options.js';
+import { VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_WRITE_ZEROES } from '../../../devices/virtio-blk/config-space.js';
+import { bit, VIRTIO_RING_F_EVENT_IDX } from '../../../devices/virtio/constants.js';
+import { pattern, rangeSegment, request, rig, S_IOERR, S_OK, S_UNSUPP, T_DISCARD, T_FLUSH, T_GET_ID, T_IN, T_OUT, T_WRITE_ZEROES } from './helpers.js';
+
+test('reads return the file contents at every sector', async (t) => {
+  const r = rig({ size: 256 * 1024 });
+  try {
+    const file = readFileSync(r.disk);
+    for (const [sector, len] of [[0, 512], [1, 4096], [77, 1536], [500, 6144], [511, 512]] as const) {
+      const rep = await request(r, T_IN, sector, len);
+      t.equal(rep.status, S_OK, `read ${len} bytes at sector ${sector}: OK`);
+      t.equal(rep.len, len + 1, 'used length counts data and status');
+      t.ok(Buffer.from(rep.data).equals(file.subarray(sector * 512, sector * 512 + len)), 'data matches the file');
+    }
+  } finally {
+    r.close();
+  }
+});
+
+test('writes reach the file; reads see them; flush returns OK', async (t) => {
+  const r = rig({ size: 256 * 1024 });
+  try {
+    const data = new Uint8Array(8192).map((_, i) => (i * 13 + 5) & 0xff);
+    let rep = await request(r, T_OUT, 40, data);
+    t.equal(rep.status, S_OK, 'write OK');
+    t.equal(rep.len, 1, 'a write returns only the status byte');
+    rep = await request(r, T_FLUSH, 0);
+    t.equal(rep.status, S_OK, 'flush OK');
+    const file = readFileSync(r.disk);
+    t.ok(file.subarray(40 * 512, 40 * 512 + 8192).equals(data), 'the file holds the written bytes after the flush');
+    t.equal(file[40 * 512 - 1], pattern(40 * 512 - 1), 'the byte before is untouched');
+    t.equal(file[40 * 512 + 8192], pattern(40 * 512 + 8192), 'the byte after is untouched');
+    rep = await request(r, T_IN, 40, 8192);
+    t.ok(Buffer.from(rep.data).equals(data), 'reading back returns the same bytes');
+    // The file changed from the host side: the guest sees it (no caching in the device).
+    const fd = openSync(r.disk, 'r+');
+    writeSync(fd, Buffer.alloc(512, 0x5a), 0, 512, 100 * 512);
+    closeSync(fd);
+    rep = await request(r, T_IN, 100, 512);
+    t.ok(rep.data.every((b) => b === 0x5a), 'host-side changes are visible');
+  } finally {
+    r.close();
+  }
+});
+
+test('many requests in flight complete, in one notification', async (t) => {
+  const r = rig({ size: 1 << 20 });
+  try {
+    const heads: number[] = [];
+    const bufs: number[] = [];
+    const sts: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const h = r.alloc.alloc(16);
+      r.m.memory.view.setUint32(h, T_IN, true);
+      r.m.memory.view.setBigUint64(h + 8, BigInt(i * 8), true);
+      const b = r.alloc.alloc(4096, 4096);
+      const s = r.alloc.alloc(1);
+      bufs.push(b);
+      sts.push(s);
+      heads.push(r.q.addChain([{ addr: h, len: 16, write: false }, { addr: b, len: 4096, write: true }, { addr: s, len: 1, write: true }]));
+    }
+    for (const h of heads) r.q.publish(h);
+    r.dev.notify(0);
+    const used = await r.q.waitUsed(40);
+    t.deepEqual(used.map((u) => u.id).sort((a, b) => a - b), [...heads].sort((a, b) => a - b), 'every head returned once');
+    const file = readFileSync(r.disk);
+    let ok = true;
+    for (let i = 0; i < 40; i++) {
+      if (r.m.memory.bytes[sts[i]!] !== S_OK) ok = false;
+      if (!Buffer.from(r.m.memory.bytes.subarray(bufs[i]!, bufs[i]! + 4096)).equals(file.subarray(i * 4096, i * 4096 + 4096))) ok = false;
+    }
+    t.ok(ok, 'all 40 reads OK with the right data');
+  } finally {
+    r.close();
+  }
+});
+
+test('indirect descriptors carry requests', async (t) => {
+  const r = rig();
+  try {
+    const data = new Uint8Array(1024).fill(0xa7);
+    t.equal((await request(r, T_OUT, 3, data, { indirect: true })).status, S_OK, 'indirect write OK');
+    const rep = await request(r, T_IN, 3, 1024, { indirect: true });
+    t.equal(rep.status, S_OK, 'indirect read OK');
+    t.ok(rep.data.every((b) => b === 0xa7), 'indirect read returns the written data');
+  } finally {
+    r.close();
+  }
+});
+
+test('requests split across descriptors anywhere (framing-agnostic, §2.6.4)', async (t) => {
+  const r = rig();
+  try {
+    // Header in two pieces, data in three, status at the end of the last writable buffer.
+    const h = r.alloc.alloc(16);
+    r.m.memory.view.setUint32(h, T_IN, true);
+    r.m.memory.view.setBigUint64(h + 8, 9n, true);
+    const b = r.alloc.alloc(1024 + 1);
+    const head = r.q.addChain([
+      { addr: h, len: 5, write: false },
+      { addr: h + 5, len: 11, write: false },
+      { addr: b, len: 100, write: true },
+      { addr: b + 100, len: 900, write: true },
+      { addr: b + 1000, len: 25, write: true },
+    ]);
+    r.q.publish(head);
+    r.dev.notify(0);
+    const [u] = await r.q.waitUsed(1);
+    t.equal(r.m.memory.bytes[b + 1024], S_OK, 'status is the last writable byte');
+    t.equal(u!.len, 1025, 'used length');
+    const file = readFileSync(r.disk);
+    t.ok(Buffer.from(r.m.memory.bytes.subarray(b, b + 1024)).equals(file.subarray(9 * 512, 9 * 512 + 1024)), 'data matches');
+  } finally {
+    r.close();
+  }
+});
+
+test('sector range checks: the last sector works, one past fails with IOERR', async (t) => {
+  const r = rig({ size: 64 * 1024 });
+  try {
+    t.equal((await request(r, T_IN, 127, 512)).status, S_OK, 'last sector readable');
+    t.equal((await request(r, T_IN, 127, 1024)).status, S_IOERR, 'read running past the end fails');
+    t.equal((await request(r, T_IN, 128, 512)).status, S_IOERR, 'read at capacity fails');
+    t.equal((await request(r, T_OUT, 0xffffffffffffn, new Uint8Array(512))).status, S_IOERR, 'write at a huge sector fails');
+    t.equal((await request(r, T_IN, 2n ** 64n - 1n, 512)).status, S_IOERR, 'sector 2^64-1 fails (no overflow)');
+    t.equal((await request(r, T_IN, 0, 100)).status, S_IOERR, 'a length that is not a multiple of 512 fails');
+    t.equal((await request(r, 99, 0)).status, S_UNSUPP, 'unknown request type: UNSUPP');
+  } finally {
+    r.close();
+  }
+});
+
+test('GET_ID returns the default serial (MD5 of the path) and `ser`', async (t) => {
+  let r = rig();
+  try {
+    const rep = await request(r, T_GET_ID, 0, 20);
+    t.equal(rep.status, S_OK, 'GET_ID OK');
+    t.equal(Buffer.from(rep.data).toString('latin1').replace(/\0+$/, ''), defaultSerial(r.disk), 'default serial');
+    t.match(defaultSerial(r.disk), /^BHYVE-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}$/, 'bhyve format');
+  } finally {
+    r.close();
+  }
+  r = rig({ opts: 'ser=ABC123' });
+  try {
+    const rep = await request(r, T_GET_ID, 0, 20);
+    t.deepEqual([...rep.data], [...Buffer.from('ABC123'), ...new Array(14).fill(0)], 'ser= value, NUL padded');
+    const short = await request(r, T_GET_ID, 0, 4);
+    t.equal(Buffer.from(short.data).toString(), 'ABC1', 'a short buffer gets the first bytes');
+  } finally {
+    r.close();
+  }
+});
+
+test('read-only disks: RO offered, writes fail with IOERR, the file is unchanged', async (t) => {
+  const r = rig({ opts: 'ro' });
+  try {
+    t.ok(r.dev.hostFeatures() & bit(VIRTIO_BLK_F_RO), 'VIRTIO_BLK_F_RO offered');
+    t.notOk(r.dev.hostFeatures() & bit(VIRTIO_BLK_F_DISCARD), 'no discard on a read-only disk');
+    const before = readFileSync(r.disk);
+    t.equal((await request(r, T_OUT, 0, new Uint8Array(512).fill(1))).status, S_IOERR, 'write refused');
+    t.equal((await request(r, T_IN, 0, 512)).status, S_OK, 'reads still work');
+    t.ok(readFileSync(r.disk).equals(before), 'file unchanged');
+  } finally {
+    r.close();
+  }
+});
+
+test('discard deallocates blocks in the file (st_blocks drops) and reads back zeros', async (t) => {
+  const r = rig({ size: 4 << 20 });
+  try {
+    t.ok(r.features & bit(VIRTIO_BLK_F_DISCARD), 'discard offered on a file system with hole punching');
+    const before = statSync(r.disk).blocks;
+    const rep = await request(r, T_DISCARD, 0, rangeSegment(2048, 4096));
+    t.equal(rep.status, S_OK, 'discard of 2 MiB OK');
+    const after = statSync(r.disk).blocks;
+    t.ok(after <= before - (2 << 20) / 512 + 16, `st_blocks ${before} -> ${after}`);
+    const rd = await request(r, T_IN, 2048, 4096);
+    t.ok(rd.data.every((b) => b === 0), 'discarded range reads as zeros');
+    t.equal(statSync(r.disk).size, 4 << 20, 'file size unchanged');
+    t.equal((await request(r, T_DISCARD, 0, rangeSegment(8190, 4))).status, S_IOERR, 'discard past the end: IOERR');
+    t.equal((await request(r, T_DISCARD, 0, rangeSegment(0, 8, 1))).status, S_UNSUPP, 'discard with UNMAP flag: UNSUPP');
+    t.equal((await request(r, T_DISCARD, 0, rangeSegment(0, 1 << 20))).status, S_IOERR, 'more than max_discard_sectors: IOERR');
+    const two = new Uint8Array(32);
+    two.set(rangeSegment(0, 8), 0);
+    two.set(rangeSegment(16, 8), 16);
+    t.equal((await request(r, T_DISCARD, 0, two)).status, S_UNSUPP, 'more segments than max_discard_seg: UNSUPP');
+  } finally {
+    r.close();
+  }
+});
+
+test('write zeroes zeroes the range, with and without unmap', async (t) => {
+  const r = rig({ size: 1 << 20 });
+  try {
+    t.ok(r.features & bit(VIRTIO_BLK_F_WRITE_ZEROES), 'write zeroes offered');
+    t.equal((await request(r, T_WRITE_ZEROES, 0, rangeSegment(10, 3))).status, S_OK, 'write zeroes OK');
+    t.equal((await request(r, T_WRITE_ZEROES, 0, rangeSegment(100, 64, 1))).status, S_OK, 'write zeroes with unmap OK');
+    const file = readFileSync(r.disk);
+    t.ok(file.subarray(10 * 512, 13 * 512).every((b) => b === 0), 'range zeroed');
+    t.ok(file.subarray(100 * 512, 164 * 512).every((b) => b === 0), 'unmapped range zeroed');
+    t.equal(file[13 * 512], pattern(13 * 512), 'the next sector is untouched');
+    t.equal((await request(r, T_WRITE_ZEROES, 0, rangeSegment(0, 1, 2))).status, S_UNSUPP, 'unknown flag bits: UNSUPP');
+  } finally {
+    r.close();
+  }
+});
+
+test('nodelete: no discard or write zeroes offered; requests for them are UNSUPP', async (t) => {
+  const r = rig({ opts: 'nodelete' });
+  try {
+    t.notOk(r.dev.hostFeatures() & bit(VIRTIO_BLK_F_DISCARD), 'no DISCARD');
+    t.notOk(r.dev.hostFeatures() & bit(VIRTIO_BLK_F_WRITE_ZEROES), 'no WRITE_ZEROES');
+    t.equal((await request(r, T_DISCARD, 0, rangeSegment(0, 8))).status, S_UNSUPP, 'discard UNSUPP');
+  } finally {
+    r.close();
+  }
+});
+
+test('a driver that did not accept DISCARD gets UNSUPP for it', async (t) => {
+  const r = rig({ accept: (f) => f & ~bit(VIRTIO_BLK_F_DISCARD) });
+  try {
+    t.equal((await request(r, T_DISCARD, 0, rangeSegment(0, 8))).status, S_UNSUPP, 'discard UNSUPP');
+  } finally {
+    r.close();
+  }
+});
+
+test('EVENT_IDX: the device publishes avail_event; interrupts follow used_event', async (t) => {
+  const r = rig({ msix: true });
+  try {
+    t.ok(r.features & bit(VIRTIO_RING_F_EVENT_IDX), 'EVENT_IDX negotiated');
+    const msis = (): number => r.m.irq.events.filter((e) => e.kind === 'msi' && e.data === 0x41).length;
+    r.q.setUsedEvent(0);
+    await request(r, T_IN, 0, 512);
+    t.equal(r.q.availEvent(), 1, 'avail_event = next avail index');
+    await r.m.irq.waitFor(() => msis() >= 1, 2000, 'queue MSI-X');
+    t.equal(msis(), 1, 'interrupt when used idx passes used_event');
+    // used_event far ahead: no interrupt for the next request.
+    r.q.setUsedEvent(100);
+    await request(r, T_IN, 1, 512);
+    await new Promise((res) => setTimeout(res, 50));
+    t.equal(msis(), 1, 'no interrupt while used_event is not reached');
+  } finally {
+    r.close();
+  }
+});
+
+test('without EVENT_IDX, VRING_AVAIL_F_NO_INTERRUPT suppresses interrupts', async (t) => {
+  const r = rig({ msix: true, accept: (f) => f & ~bit(VIRTIO_RING_F_EVENT_IDX) });
+  try {
+    const msis = (): number => r.m.irq.events.filter((e) => e.kind === 'msi' && e.data === 0x41).length;
+    await request(r, T_IN, 0, 512);
+    await r.m.irq.waitFor(() => msis() >= 1, 2000, 'queue MSI-X');
+    r.q.setAvailFlags(1);
+    await request(r, T_IN, 0, 512);
+    await new Promise((res) => setTimeout(res, 50));
+    t.equal(msis(), 1, 'no interrupt with NO_INTERRUPT set');
+  } finally {
+    r.close();
+  }
+});
