@@ -3,7 +3,7 @@
 // emulated SVM; where the host's KVM runs unmodified Linux they run directly. Each guest checks
 // something real and reports through its console; timings are printed as TAP comments.
 import test from 'tape';
-import { runLinuxGuests, type LinuxGuestResult } from './nested/linux-guests.js';
+import { qemuKvmCommand, runLinuxGuests, type LinuxGuestResult } from './nested/linux-guests.js';
 
 const seconds = (ms: number | null | undefined) => (ms == null ? 'n/a' : `${(ms / 1000).toFixed(2)} s`);
 
@@ -36,6 +36,12 @@ test('nested KVM: Linux guests boot under QEMU+KVM and report through their cons
       { name: 'topology', script: topology, cpus: 2, memMiB: 384 },
       { name: 'ext4', script: ext4, disks: [64], memMiB: 256 },
       { name: 'failing', script: 'echo about to fail\nexit 7\n' },
+      // The bzImage, as tsbhyve's direct kernel boot will load it (QEMU's -kernel takes either form).
+      {
+        name: 'bzimage',
+        script: 'echo "release $(uname -r)"; cat /sys/kernel/boot_params/version',
+        vmm: (boot) => qemuKvmCommand({ ...boot, vmlinux: boot.kernel }),
+      },
     ],
     { guestTimeoutSec: 90, timeoutMs: 280_000 },
   );
@@ -49,7 +55,7 @@ test('nested KVM: Linux guests boot under QEMU+KVM and report through their cons
   }
   t.comment(`whole batch: ${seconds(run.totalMs)}`);
 
-  const [topo, disk, failing] = run.guests as [LinuxGuestResult, LinuxGuestResult, LinuxGuestResult];
+  const [topo, disk, failing, bz] = run.guests as [LinuxGuestResult, LinuxGuestResult, LinuxGuestResult, LinuxGuestResult];
   const show = (g: LinuxGuestResult) => (g.status === 0 ? g.output : g.console);
 
   t.equal(topo.status, 0, `topology: 2 vCPUs and 384 MiB seen by the guest\n${show(topo)}`);
@@ -62,6 +68,9 @@ test('nested KVM: Linux guests boot under QEMU+KVM and report through their cons
 
   t.equal(failing.status, 7, 'a failing script reports its own exit status');
   t.equal(failing.output, 'about to fail', 'and its output, without the init markers');
+
+  t.equal(bz.status, 0, `bzImage: the same image boots by the Linux boot protocol\n${show(bz)}`);
+  t.match(bz.output, /release 6\.1\.0-\d+-cloud-amd64/, 'bzImage: the Debian cloud kernel runs');
 
   for (const g of run.guests) {
     t.equal(g.vmmStatus, 0, `${g.name}: QEMU exited cleanly after the guest powered off`);
