@@ -1,6 +1,6 @@
 // Host-side helpers for the test guest: build it, run it under QEMU, and parse what it prints
 // on COM1. The guest's line formats are documented in firmware/testguest/README.md.
-import { execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -135,6 +135,11 @@ export interface QemuRunOptions {
   shellInput?: string[];
   /** Extra QEMU arguments (devices, ...). */
   extraArgs?: string[];
+  /**
+   * Called with the whole output so far each time more arrives; `qmp` sends one QMP command (a JSON text such as
+   * '{"execute":"system_powerdown"}') once the QMP session is up.
+   */
+  onOutput?: (output: string, qmp: (command: string) => void) => void;
 }
 
 export interface QemuRunResult {
@@ -179,6 +184,13 @@ function runOnce(elf: string, opts: QemuRunOptions, accel: QemuAccel): Promise<Q
   let timedOut = false;
   const pending = [...(opts.shellInput ?? [])];
   let promptsSeen = 0;
+  let qmpSocket: ReturnType<typeof createConnection> | null = null;
+  let qmpReady = false;
+  const qmpQueue: string[] = [];
+  const qmp = (command: string): void => {
+    if (qmpSocket && qmpReady) qmpSocket.write(command + '\n');
+    else qmpQueue.push(command);
+  };
 
   const sendNext = (): void => {
     const line = pending.shift();
@@ -202,6 +214,7 @@ function runOnce(elf: string, opts: QemuRunOptions, accel: QemuAccel): Promise<Q
       promptsSeen++;
       sendNext();
     }
+    opts.onOutput?.(output, qmp);
   });
   child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
 
@@ -217,7 +230,12 @@ function runOnce(elf: string, opts: QemuRunOptions, accel: QemuAccel): Promise<Q
         buf = buf.slice(nl + 1);
         try {
           const obj = JSON.parse(msg) as { QMP?: unknown; event?: string; data?: { reason?: string } };
-          if (obj.QMP) s.write('{"execute":"qmp_capabilities"}\n');
+          if (obj.QMP) {
+            s.write('{"execute":"qmp_capabilities"}\n');
+            qmpSocket = s;
+            qmpReady = true;
+            for (const c of qmpQueue.splice(0)) s.write(c + '\n');
+          }
           if (obj.event === 'SHUTDOWN') shutdownReason = obj.data?.reason ?? 'unknown';
         } catch { /* partial or non-JSON line: ignore */ }
       }
@@ -258,12 +276,16 @@ export interface TsbhyveRunOptions {
   /** Extra tsbhyve arguments placed before the VM name (for example ['-s', '3,virtio-rnd']). */
   extraArgs?: string[];
   timeoutMs?: number;
+  /** Called with the whole output so far each time more arrives, and the tsbhyve process (to signal it). */
+  onOutput?: (output: string, child: ChildProcess) => void;
 }
 
 export interface TsbhyveRunResult {
   output: string;
   /** tsbhyve's exit status, bhyve's meanings: 0 reset, 1 powered off, 2 halted, 3 triple fault, 4 error. */
   code: number | null;
+  /** The signal that ended tsbhyve (SIGTERM before the guest enabled ACPI, SIGKILL on a time-out), else null. */
+  signal: NodeJS.Signals | null;
   timedOut: boolean;
   firstLineMs: number | null;
   elapsedMs: number;
@@ -290,14 +312,15 @@ export function runTestguestInTsbhyve(opts: TsbhyveRunOptions): Promise<TsbhyveR
   const collect = (chunk: Buffer): void => {
     output += chunk.toString('latin1');
     if (firstLineMs === null && output.includes('TESTGUEST READY')) firstLineMs = Date.now() - start;
+    opts.onOutput?.(output, child);
   };
   child.stdout.on('data', collect);
   child.stderr.on('data', collect);
   const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs ?? 60000);
   return new Promise((resolve) => {
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ output, code, timedOut, firstLineMs, elapsedMs: Date.now() - start });
+      resolve({ output, code, signal, timedOut, firstLineMs, elapsedMs: Date.now() - start });
     });
   });
 }

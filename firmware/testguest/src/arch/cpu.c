@@ -9,6 +9,7 @@
 #include "trap.h"
 #include "x86.h"
 #include "../lib/print.h"
+#include "../platform/ioapic.h"
 #include "../platform/lapic.h"
 #include "../platform/power.h"
 
@@ -41,6 +42,7 @@ extern void enter_user(void (*entry)(void), void *stack_top) __attribute__((nore
 extern void user_main(void);
 
 volatile uint32_t interrupt_count[256];
+volatile uint8_t interrupt_mask_pin[256];
 
 static struct tss64 tss;
 struct idt_gate idt[256] __attribute__((aligned(16)));
@@ -151,6 +153,14 @@ void trap_dispatch(struct trap_frame *f) {
 		report_exception(f);
 	} else {
 		interrupt_count[f->vector]++;
+		uint8_t pin1 = interrupt_mask_pin[f->vector];
+		if (pin1) {
+			/* Ring 3 may be between writing the I/O APIC's index and its data: restore the index. */
+			uint32_t index = mmio_read32(ioapic_base);
+			uint8_t reg = (uint8_t)(0x10 + 2 * (pin1 - 1));
+			ioapic_write(reg, ioapic_read(reg) | IOAPIC_MASKED);
+			mmio_write32(ioapic_base, index);
+		}
 		if (f->vector != LAPIC_SPURIOUS_VECTOR) lapic_eoi();
 	}
 }

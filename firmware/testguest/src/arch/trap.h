@@ -13,6 +13,14 @@ struct trap_frame {
 /* Interrupts taken per vector, counted in ring 0 and read by ring-3 drivers. */
 extern volatile uint32_t interrupt_count[256];
 
+/*
+ * Level-triggered sources whose line stays up until ring 3 has served the device (the ACPI
+ * SCI, PCI INTx): ring 0 masks I/O APIC pin `interrupt_mask_pin[vector] - 1` before the EOI,
+ * so the interrupt is counted once instead of storming while ring 3 cannot run. Ring 3 serves
+ * the device and then unmasks the pin itself. 0 = nothing to mask.
+ */
+extern volatile uint8_t interrupt_mask_pin[256];
+
 /* Set up GDT TSS, IDT and enter ring 3 at user_main. Called once from boot.S. */
 void kernel_main(void);
 #endif
