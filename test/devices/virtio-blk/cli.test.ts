@@ -1,0 +1,41 @@
+// `tsbhyve -s 3,virtio-blk,PATH` through the real binary: the test guest's platform suite still passes with
+// the disk present (it enumerates PCI; it has no virtio-blk driver yet), and a missing disk stops start-up
+// with bhyve's message and status 4. Skipped without KVM, the addon or the built CLI.
+import test from 'tape';
+import { accessSync, constants, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseTestguestOutput, runTestguestInTsbhyve, testguestPath, tsbhyveBin } from '../../../firmware/testguest/index.js';
+import { makeDisk } from './helpers.js';
+
+function skipReason(): string | undefined {
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+  } catch {
+    return '/dev/kvm not usable';
+  }
+  if (!existsSync(tsbhyveBin()) || !existsSync(testguestPath())) return 'tsbhyve CLI or test guest not built';
+  return undefined;
+}
+const skip = skipReason() !== undefined;
+
+test('tsbhyve -s 3,virtio-blk,disk.img: the platform suite passes with the disk attached', { skip }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-vblk-cli-'));
+  try {
+    const disk = makeDisk(dir, 1 << 20);
+    const r = await runTestguestInTsbhyve({ append: 'test=platform cpus=2 mem=256 ecam=0xe0000000', extraArgs: ['-s', `3,virtio-blk,${disk}`] });
+    const out = parseTestguestOutput(r.output);
+    t.ok(out.ready, 'guest started');
+    for (const c of out.checks.filter((c) => c.status === 'FAIL')) t.fail(`FAIL ${c.details}`);
+    t.ok(out.pass > 0, `${out.pass} checks passed`);
+    t.equal(r.code, 1, 'powered off with status 1');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('tsbhyve -s 3,virtio-blk,missing.img: start-up fails with status 4', { skip }, async (t) => {
+  const r = await runTestguestInTsbhyve({ append: 'test=platform', extraArgs: ['-s', '3,virtio-blk,/nonexistent/disk.img'] });
+  t.equal(r.code, 4, 'exit status 4');
+  t.match(r.output, /Could not open backing file: \/nonexistent\/disk\.img/, "bhyve's message");
+});
