@@ -4,6 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { report } from '../report.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const elf = `${root}firmware/testguest/out/testguest.elf`;
@@ -80,6 +81,9 @@ console.log(`boot to first guest line, ${rounds} rounds (median, min, max in ms)
 for (const [name, xs] of results) {
   console.log(`${name.padEnd(10)} ${median(xs).toFixed(1).padStart(8)} ${Math.min(...xs).toFixed(1).padStart(8)} ${Math.max(...xs).toFixed(1).padStart(8)}`);
 }
+report('boot', `Boot to the guest's first line (median of ${rounds})`, [
+  { metric: 'boot to first line', unit: 'ms', values: Object.fromEntries([...results].map(([k, xs]) => [k, median(xs)])) },
+]);
 const ts = median(results.get('tsbhyve')!);
 for (const q of ['qemu-microvm', 'qemu-q35']) {
   const ratio = ts / median(results.get(q)!);
