@@ -4,10 +4,12 @@
  */
 #include "driver.h"
 #include "edu.h"
+#include "virtio_blk.h"
 #include "virtio_rng.h"
 
 const struct pci_driver *const pci_drivers[] = {
 	&edu_driver,
 	&virtio_rng_driver,
+	&virtio_blk_driver,
 	0,
 };

@@ -38,6 +38,8 @@ int virtio_legacy_queue(struct virtio_legacy *v, struct virtq *q, uint16_t index
 	q->used = mem + used_off;
 	q->next_avail = 0;
 	q->last_used = 0;
+	q->mem = mem;
+	q->mem_bytes = total;
 	if (msix_entry >= 0) {
 		uint8_t vector = irq_vector_alloc();
 		if (!vector || !pci_msix_enable(v->pci, (uint16_t)msix_entry, vector, lapic_id())) return -1;
@@ -74,6 +76,56 @@ int virtq_take_used(struct virtq *q, uint32_t *len) {
 	if (used_idx == q->last_used) return 0;
 	barrier();
 	uint16_t slot = q->last_used % q->size;
+	*len = *(volatile uint32_t *)(q->used + 4 + 8u * slot + 4);
+	q->last_used++;
+	return 1;
+}
+
+uint32_t virtio_legacy_host_features(const struct virtio_legacy *v) { return inl(v->io + VIRTIO_HOST_FEATURES); }
+
+uint32_t virtio_legacy_negotiate(struct virtio_legacy *v, uint32_t wanted) {
+	uint32_t accepted = wanted & inl(v->io + VIRTIO_HOST_FEATURES);
+	outl(v->io + VIRTIO_GUEST_FEATURES, accepted);
+	return accepted;
+}
+
+uint16_t virtio_legacy_config_port(const struct virtio_legacy *v) {
+	uint8_t cap = pci_find_capability(v->pci, PCI_CAP_MSIX);
+	int msix_on = cap && (pci_cfg_read16(v->pci, cap + 2) & 0x8000);
+	return (uint16_t)(v->io + (msix_on ? 0x18 : 0x14));
+}
+
+void virtio_legacy_reset(struct virtio_legacy *v) { outb(v->io + VIRTIO_DEVICE_STATUS, 0); }
+
+int virtio_legacy_queue_reattach(struct virtio_legacy *v, struct virtq *q) {
+	if (!q->mem) return -1;
+	memset(q->mem, 0, q->mem_bytes);
+	q->next_avail = 0;
+	q->last_used = 0;
+	outw(v->io + VIRTIO_QUEUE_SELECT, q->index);
+	if (inw(v->io + VIRTIO_QUEUE_SIZE) != q->size) return -1;
+	outl(v->io + VIRTIO_QUEUE_PFN, (uint32_t)((uintptr_t)q->mem >> 12));
+	return 0;
+}
+
+void virtq_publish(struct virtq *q, uint16_t head) {
+	q->avail[2 + q->next_avail % q->size] = head;
+	barrier();	/* the ring entry before the index */
+	q->avail[1] = ++q->next_avail;
+}
+
+void virtq_kick(struct virtio_legacy *v, struct virtq *q) {
+	/* The index store must be visible before the flag is read (a full fence: store-load order). */
+	__asm__ volatile("mfence" ::: "memory");
+	if (!(*(volatile uint16_t *)q->used & VIRTQ_USED_F_NO_NOTIFY)) outw(v->io + VIRTIO_QUEUE_NOTIFY, q->index);
+}
+
+int virtq_take_used_id(struct virtq *q, uint32_t *id, uint32_t *len) {
+	uint16_t used_idx = *(volatile uint16_t *)(q->used + 2);
+	if (used_idx == q->last_used) return 0;
+	barrier();
+	uint16_t slot = q->last_used % q->size;
+	*id = *(volatile uint32_t *)(q->used + 4 + 8u * slot);
 	*len = *(volatile uint32_t *)(q->used + 4 + 8u * slot + 4);
 	q->last_used++;
 	return 1;

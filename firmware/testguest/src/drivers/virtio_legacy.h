@@ -24,10 +24,16 @@ enum virtio_legacy_reg {
 #define VIRTIO_STATUS_ACKNOWLEDGE 1
 #define VIRTIO_STATUS_DRIVER 2
 #define VIRTIO_STATUS_DRIVER_OK 4
+#define VIRTIO_STATUS_NEEDS_RESET 0x40
 #define VIRTIO_STATUS_FAILED 0x80
 #define VIRTIO_MSI_NO_VECTOR 0xFFFF
 #define VIRTQ_DESC_F_NEXT 1
 #define VIRTQ_DESC_F_WRITE 2
+#define VIRTQ_DESC_F_INDIRECT 4
+#define VIRTQ_AVAIL_F_NO_INTERRUPT 1
+#define VIRTQ_USED_F_NO_NOTIFY 1
+/* Transport feature bits (virtio 1.2 §6). */
+#define VIRTIO_F_RING_INDIRECT_DESC 28
 
 struct virtq_desc {
 	uint64_t addr;
@@ -44,6 +50,8 @@ struct virtq {
 	volatile uint8_t *used;		/* flags, idx, ring[size] of {u32 id, u32 len}, avail_event */
 	uint16_t next_avail;
 	uint16_t last_used;
+	void *mem;		/* the whole ring allocation, kept for re-attaching after a reset */
+	uint32_t mem_bytes;
 };
 
 struct virtio_legacy {
@@ -62,4 +70,20 @@ void virtq_post_writable(struct virtio_legacy *v, struct virtq *q, void *buf, ui
 /* Returns 1 and the written length when the device returned a buffer. */
 int virtq_take_used(struct virtq *q, uint32_t *len);
 uint8_t virtio_legacy_status(const struct virtio_legacy *v);
+/* The device's feature bits (legacy: 32 of them). */
+uint32_t virtio_legacy_host_features(const struct virtio_legacy *v);
+/* Accepts `wanted & offered` (legacy has no FEATURES_OK step); returns what was accepted. */
+uint32_t virtio_legacy_negotiate(struct virtio_legacy *v, uint32_t wanted);
+/* Port of the device-specific configuration: 0x18 while MSI-X is enabled, 0x14 otherwise (§4.1.4.8). */
+uint16_t virtio_legacy_config_port(const struct virtio_legacy *v);
+/* Status 0: the device drops its queues and forgets the features (§2.4). */
+void virtio_legacy_reset(struct virtio_legacy *v);
+/* After a reset: zeroes the rings of an already allocated queue and registers them again. */
+int virtio_legacy_queue_reattach(struct virtio_legacy *v, struct virtq *q);
+/* Publishes descriptor chain `head` in the avail ring (no notify). */
+void virtq_publish(struct virtq *q, uint16_t head);
+/* Notifies the device of queue q unless it asked not to be (VIRTQ_USED_F_NO_NOTIFY, §2.7.10). */
+void virtq_kick(struct virtio_legacy *v, struct virtq *q);
+/* Takes one used element: returns 1 with its chain head and written length. */
+int virtq_take_used_id(struct virtq *q, uint32_t *id, uint32_t *len);
 #endif
