@@ -30,7 +30,7 @@
 #define DEPTH 8
 #define SECOND 1000000000ULL
 
-void virtio_blk_hostile(struct virtio_blk *b, uint32_t seed);
+void virtio_blk_hostile(struct virtio_blk *b, uint32_t seed, const char *options);
 
 static uint8_t *buffers[DEPTH];
 
@@ -270,7 +270,7 @@ static void run(const char *options) {
 	interrupts(b, options);
 	identify(b, options);
 	if (optlist_get_u64(options, "hostile", 0)) {
-		virtio_blk_hostile(b, seed);
+		virtio_blk_hostile(b, seed, options);
 		return;
 	}
 	if (optlist_get_u64(options, "ro", 0)) {
