@@ -250,10 +250,18 @@ class BlkWorkerWrap : public Napi::ObjectWrap<BlkWorkerWrap> {
     Napi::ThreadSafeFunction tsfn = tsfn_;
     cfg.report = [tsfn](virtio::WorkerEvent ev) mutable {
       int* kind = new int(int(ev));
-      if (tsfn.NonBlockingCall(kind, [](Napi::Env, Napi::Function fn, int* k) {
+      if (tsfn.NonBlockingCall(kind, [](Napi::Env env, Napi::Function fn, int* k) {
             int v = *k;
             delete k;
-            if (fn) fn.Call({Napi::Number::New(fn.Env(), v)});
+            // env is null while the environment tears down; a JS exception from the callback is reported
+            // and cleared here, never rethrown into native code.
+            if (env == nullptr || fn.IsEmpty()) return;
+            napi_value arg, recv, result;
+            if (napi_create_int32(env, v, &arg) != napi_ok || napi_get_undefined(env, &recv) != napi_ok) return;
+            if (napi_call_function(env, recv, fn, 1, &arg, &result) != napi_ok) {
+              napi_value exc;
+              napi_get_and_clear_last_exception(env, &exc);
+            }
           }) != napi_ok)
         delete kind;
     };
