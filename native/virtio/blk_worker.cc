@@ -35,12 +35,14 @@ bool BlkWorker::Start(std::string* err) {
     *err = std::string("eventfd: ") + std::strerror(errno);
     return false;
   }
+  stopping_ = false;
   thread_ = std::thread([this] { Run(); });
   return true;
 }
 
 void BlkWorker::Stop() {
   if (!thread_.joinable()) return;
+  stopping_ = true;
   SignalEventfd(stopFd_);
   thread_.join();
   close(stopFd_);
@@ -71,7 +73,7 @@ void BlkWorker::Run() {
 void BlkWorker::Drain() {
   Chain chain;
   for (;;) {
-    while (queue_.Pop(&chain)) {
+    while (!stopping_.load(std::memory_order_relaxed) && queue_.Pop(&chain)) {
       BlkOutcome o = HandleBlkRequest(chain, *cfg_.file, cfg_.params);
       stats_.requests.fetch_add(1, std::memory_order_relaxed);
       if (o.error != BlkError::kNone) stats_.errors[int(o.error)].fetch_add(1, std::memory_order_relaxed);
@@ -79,7 +81,7 @@ void BlkWorker::Drain() {
     }
     if (queue_.error() != ChainError::kNone) break;
     if (queue_.NeedInterrupt()) Interrupt();
-    if (!queue_.EnableNotifyAndCheck()) break;
+    if (stopping_.load(std::memory_order_relaxed) || !queue_.EnableNotifyAndCheck()) break;
   }
   if (queue_.error() != ChainError::kNone && queueError_.load() == ChainError::kNone) {
     // Whatever completed before the broken chain is still reported to the driver.

@@ -72,6 +72,9 @@ class BlkWorker {
   std::thread thread_;
   int stopFd_ = -1;
   std::atomic<uint32_t> isr_{0};
+  // Set by Stop(): Drain() returns between requests, so a driver that keeps the ring full cannot hold the
+  // thread (and a reset waiting to join it) forever.
+  std::atomic<bool> stopping_{false};
   std::atomic<ChainError> queueError_{ChainError::kNone};
   BlkWorkerStats stats_;
 };
