@@ -3,11 +3,12 @@
 #include "../lib/print.h"
 #include "../lib/string.h"
 
-extern const struct bench bench_pio, bench_mmio;
+extern const struct bench bench_pio, bench_mmio, bench_virtio_blk;
 
 const struct bench *const benches[] = {
 	&bench_pio,
 	&bench_mmio,
+	&bench_virtio_blk,
 	0,
 };
 

@@ -15,6 +15,8 @@
 #include "../platform/timer.h"
 #include "../suites/suite.h"
 #include "../drivers/driver.h"
+#include "../drivers/virtio_blk.h"
+#include "../lib/crc32.h"
 
 struct command {
 	const char *name;
@@ -84,6 +86,58 @@ static void cmd_reboot(const char *args) {
 	print("reset ignored\n");
 }
 
+/* The next space-separated word of *p (NUL-terminated in place), "" at the end. */
+static char *next_word(char **p) {
+	char *s = *p;
+	while (*s == ' ') s++;
+	char *w = s;
+	while (*s && *s != ' ') s++;
+	if (*s) *s++ = '\0';
+	*p = s;
+	return w;
+}
+
+/*
+ * disk read LBA            one sector of the first virtio-blk disk: status, CRC-32, the first 64 bytes
+ * disk write LBA PATTERN   the sector filled with PATTERN repeated
+ */
+static void cmd_disk(const char *args) {
+	static char line[128];
+	static uint8_t *sector;
+	struct pci_function *f = driver_device("virtio-blk", 0);
+	if (!f) { print("no virtio-blk disk\n"); return; }
+	struct virtio_blk *b = f->driver_state;
+	if (!sector) sector = dma_alloc(VIRTIO_BLK_SECTOR);
+	size_t n = strlen(args) < sizeof line - 1 ? strlen(args) : sizeof line - 1;
+	memcpy(line, args, n);
+	line[n] = '\0';
+	char *p = line;
+	char *op = next_word(&p), *lba_text = next_word(&p), *pattern = next_word(&p);
+	uint64_t lba;
+	if (!parse_u64(lba_text, strlen(lba_text), &lba)) { print("usage: disk read LBA | disk write LBA PATTERN\n"); return; }
+	if (strcmp(op, "read") == 0) {
+		int st = vblk_request(b, VIRTIO_BLK_T_IN, lba, sector, VIRTIO_BLK_SECTOR, 5000000000ULL, 0);
+		print("disk read lba=%lu status=%d crc32=%08x\n", lba, st, crc32_update(0, sector, VIRTIO_BLK_SECTOR));
+		for (int row = 0; row < 4 && st == VIRTIO_BLK_S_OK; row++) {
+			print("  %03x:", row * 16);
+			for (int i = 0; i < 16; i++) print(" %02x", sector[row * 16 + i]);
+			print("  ");
+			for (int i = 0; i < 16; i++) {
+				uint8_t c = sector[row * 16 + i];
+				print("%c", c >= 0x20 && c < 0x7F ? c : '.');
+			}
+			print("\n");
+		}
+	} else if (strcmp(op, "write") == 0 && *pattern) {
+		size_t len = strlen(pattern);
+		for (uint32_t i = 0; i < VIRTIO_BLK_SECTOR; i++) sector[i] = (uint8_t)pattern[i % len];
+		int st = vblk_request(b, VIRTIO_BLK_T_OUT, lba, sector, VIRTIO_BLK_SECTOR, 5000000000ULL, 0);
+		print("disk write lba=%lu status=%d\n", lba, st);
+	} else {
+		print("usage: disk read LBA | disk write LBA PATTERN\n");
+	}
+}
+
 static const struct command commands[] = {
 	{ "help", "this list", cmd_help },
 	{ "lspci", "PCI functions, BARs and bound drivers", cmd_lspci },
@@ -91,6 +145,7 @@ static const struct command commands[] = {
 	{ "mem", "PVH memory map and allocator state", cmd_mem },
 	{ "test", "test <suite>: run a test suite", cmd_test },
 	{ "bench", "bench <device>[,<workload>][,k=v]: run a benchmark", cmd_bench },
+	{ "disk", "disk read LBA | disk write LBA PATTERN: one sector of the virtio-blk disk", cmd_disk },
 	{ "poweroff", "ACPI S5", cmd_poweroff },
 	{ "reboot", "reset through the FADT reset register", cmd_reboot },
 	{ 0, 0, 0 },
