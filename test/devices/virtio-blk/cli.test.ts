@@ -34,6 +34,31 @@ test('tsbhyve -s 3,virtio-blk,disk.img: the platform suite passes with the disk 
   }
 });
 
+// The test guest's own virtio-blk driver (firmware/testguest/src/drivers/virtio_blk.c) against this device,
+// in each interrupt mode, and its hostile sub-suite.
+const guestRuns: Array<[string, string[], string]> = [
+  ['MSI-X', [], 'test=virtio-blk,sectors=8192,irq=msix'],
+  ['MSI (-W)', ['-W'], 'test=virtio-blk,sectors=8192,irq=msi'],
+  ['INTx (-W)', ['-W'], 'test=virtio-blk,sectors=8192,irq=intx'],
+  ['hostile', [], 'test=virtio-blk,hostile=1'],
+];
+for (const [what, flags, append] of guestRuns) {
+  test(`tsbhyve: the test guest's virtio-blk suite passes (${what})`, { skip }, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-vblk-cli-'));
+    try {
+      const disk = makeDisk(dir, 4 << 20, true);
+      const r = await runTestguestInTsbhyve({ append, extraArgs: [...flags, '-s', `3,virtio-blk,${disk}`], timeoutMs: 120000 });
+      const out = parseTestguestOutput(r.output);
+      for (const c of out.checks.filter((c) => c.status === 'FAIL')) t.fail(`FAIL ${c.details}`);
+      t.ok(out.pass > 0, `${out.pass} checks passed`);
+      t.deepEqual(out.done, { pass: out.pass, fail: 0 }, 'suite done without failures');
+      t.equal(r.code, 1, 'powered off with status 1');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
 test('tsbhyve -s 3,virtio-blk,missing.img: start-up fails with status 4', { skip }, async (t) => {
   const r = await runTestguestInTsbhyve({ append: 'test=platform', extraArgs: ['-s', '3,virtio-blk,/nonexistent/disk.img'] });
   t.equal(r.code, 4, 'exit status 4');
