@@ -281,7 +281,12 @@ export interface TsbhyveRunOptions {
 }
 
 export interface TsbhyveRunResult {
+  /** stdout and stderr as they arrived, interleaved (tsbhyve's own messages can split a guest line). */
   output: string;
+  /** stdout alone: the guest's COM1. */
+  stdout: string;
+  /** stderr alone: tsbhyve's messages. */
+  stderr: string;
   /** tsbhyve's exit status, bhyve's meanings: 0 reset, 1 powered off, 2 halted, 3 triple fault, 4 error. */
   code: number | null;
   /** The signal that ended tsbhyve (SIGTERM before the guest enabled ACPI, SIGKILL on a time-out), else null. */
@@ -309,18 +314,26 @@ export function runTestguestInTsbhyve(opts: TsbhyveRunOptions): Promise<TsbhyveR
   let output = '';
   let firstLineMs: number | null = null;
   let timedOut = false;
+  let stdout = '';
+  let stderr = '';
   const collect = (chunk: Buffer): void => {
     output += chunk.toString('latin1');
     if (firstLineMs === null && output.includes('TESTGUEST READY')) firstLineMs = Date.now() - start;
     opts.onOutput?.(output, child);
   };
-  child.stdout.on('data', collect);
-  child.stderr.on('data', collect);
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString('latin1');
+    collect(chunk);
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString('latin1');
+    collect(chunk);
+  });
   const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs ?? 60000);
   return new Promise((resolve) => {
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ output, code, signal, timedOut, firstLineMs, elapsedMs: Date.now() - start });
+      resolve({ output, stdout, stderr, code, signal, timedOut, firstLineMs, elapsedMs: Date.now() - start });
     });
   });
 }
