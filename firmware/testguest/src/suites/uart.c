@@ -3,6 +3,8 @@
  * echoes bytes in loopback mode (MCR bit 4 wires THR to RBR, datasheet §8.6.5); in loopback
  * the modem-control outputs come back as modem-status inputs (MCR DTR/RTS/OUT1/OUT2 ->
  * MSR DSR/CTS/RI/DCD). uarts=N: COM1..COMN must be present and COMN+1..COM4 absent.
+ * announce=1: afterwards, each present COM2-COM4 is set to 8N1 and sends one line, so the host can check that
+ * output reaches each port's backend.
  */
 #include "suite.h"
 #include "../arch/x86.h"
@@ -62,6 +64,17 @@ static void run(const char *options) {
 		check(lines_ok, "com%d loopback modem lines msr=0x%02x", i + 1, msr);
 		uint8_t lcr = inb(base + UART_LCR);
 		check((lcr & 0x7F) == UART_LCR_8N1 || i != 0, "com%d lcr=0x%02x", i + 1, lcr);
+	}
+	if (!cmdline_get_u64("announce", 0)) return;
+	for (int i = 1; i < 4; i++) {
+		if (!uart_present(ports[i])) continue;
+		uart_init(ports[i]);
+		static const char hello[] = "TESTGUEST uart hello from com";
+		for (const char *p = hello; *p; p++) uart_putc(ports[i], *p);
+		uart_putc(ports[i], (char)('1' + i));
+		uart_putc(ports[i], '\r');
+		uart_putc(ports[i], '\n');
+		check(1, "com%d announced itself", i + 1);
 	}
 }
 
