@@ -15,7 +15,7 @@ import type { PciBus } from '../platform/pci/bus.js';
 import { applyBootPlan, planDirectBoot, LoaderError } from '../loader/index.js';
 import { VmmError } from './errors.js';
 import { BOOTROM_BASE, BOOTROM_SIZE, KVM_PRIVATE, type MemoryLayout } from './memmap.js';
-import { E820Type } from '../platform/e820.js';
+import { E820Type, e820FromLayout, type E820Entry } from '../platform/e820.js';
 import { VcpuCap } from './vcpu.js';
 import { PROT_EXEC, PROT_READ, Vm } from './vm.js';
 import { VmMachine } from './vm-machine.js';
@@ -73,11 +73,12 @@ export async function startVm(req: StartRequest): Promise<number> {
     machine = new VmMachine(vm);
     const pci = initPci({ tree, machine, layout, bootrom: bootrom !== undefined, warn: req.warn });
     const tables = buildTables(tree, pci, layout, topology, name);
+    const e820 = tables?.e820 ?? guestE820(layout);
     isa = createIsaDevices(machine, tree, {
       layout,
       ncpus: topology.cpus,
       fwcfgFiles: req.fwcfgFiles,
-      e820: tables?.e820,
+      e820,
       sigtermPowerButton: req.sigtermPowerButton ?? true,
     });
     await isa.ready;
@@ -100,7 +101,7 @@ export async function startVm(req: StartRequest): Promise<number> {
         initrd: tree.get('boot.initrd') !== undefined ? readInput(tree.get('boot.initrd')!, 'boot.initrd') : undefined,
         cmdline: tree.get('boot.cmdline') ?? '',
         layout,
-        e820: tables?.e820 ?? [],
+        e820,
         rsdpAddress: tables?.acpi.rsdp,
       });
       applyBootPlan(plan, vm.memory, bsp);
@@ -182,8 +183,15 @@ function buildTables(tree: ConfigTree, pci: PciBus, layout: MemoryLayout, topolo
     fwcfg: tree.get('lpc.fwcfg') === 'qemu' ? 'qemu' : 'bhyve',
     acpiTablesInMemory: tree.getBoolDefault('acpi_tables_in_memory', true),
   });
-  // KVM's TSS and identity map live in the hole below the IOAPIC: tell the guest not to put anything there.
-  tables.e820.push({ base: KVM_PRIVATE.base, length: KVM_PRIVATE.size, type: E820Type.Reserved });
-  tables.e820.sort((a, b) => a.base - b.base);
-  return tables;
+  return { ...tables, e820: withKvmReservation(tables.e820) };
+}
+
+/** The guest's memory map without firmware tables (acpi_tables=false). */
+function guestE820(layout: MemoryLayout): E820Entry[] {
+  return withKvmReservation(e820FromLayout(layout));
+}
+
+/** KVM's TSS and identity map live in the hole below the IOAPIC: the guest must not put anything there. */
+function withKvmReservation(map: readonly E820Entry[]): E820Entry[] {
+  return [...map, { base: KVM_PRIVATE.base, length: KVM_PRIVATE.size, type: E820Type.Reserved }].sort((a, b) => a.base - b.base);
 }
