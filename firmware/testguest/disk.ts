@@ -71,8 +71,13 @@ export function makeDisk(path: string, bytes: number, fill?: number): void {
 }
 
 /** QEMU arguments for a legacy virtio-blk disk as bhyve presents one (I/O BAR, no modern interface). */
-export function qemuVirtioBlkArgs(file: string, opts: { serial?: string; readonly?: boolean; device?: string } = {}): string[] {
-  const drive = `file=${file},if=none,id=d0,format=raw,cache=none,aio=native,discard=unmap${opts.readonly ? ',readonly=on' : ''}`;
+export function qemuVirtioBlkArgs(
+  file: string,
+  opts: { serial?: string; readonly?: boolean; device?: string; cache?: 'none' | 'writeback' } = {},
+): string[] {
+  // cache=none pairs with Linux native AIO (O_DIRECT); the page cache with QEMU's thread pool.
+  const cache = opts.cache === 'writeback' ? 'cache=writeback,aio=threads' : 'cache=none,aio=native';
+  const drive = `file=${file},if=none,id=d0,format=raw,${cache},discard=unmap${opts.readonly ? ',readonly=on' : ''}`;
   const device = `virtio-blk-pci,drive=d0,disable-modern=on${opts.serial ? `,serial=${opts.serial}` : ''}${opts.device ?? ''}`;
   return ['-drive', drive, '-device', device];
 }

@@ -1,0 +1,32 @@
+// Shared by the test-guest benchmarks: run one bench= line under tsbhyve or QEMU+KVM (q35, qboot) and take the
+// TESTGUEST-BENCH line it prints; medians; ratios.
+import { parseBench, runTestguestInQemu, runTestguestInTsbhyve, type BenchResult } from '../../firmware/testguest/index.js';
+
+export interface Contender {
+  name: string;
+  /** 'tsbhyve' runs bin/tsbhyve.js with `args`; 'qemu' runs qemu-system-x86_64 -accel kvm with `args`. */
+  vmm: 'tsbhyve' | 'qemu';
+  args: string[];
+}
+
+/** Boots the guest with `append` under the contender; returns its first TESTGUEST-BENCH line or throws. */
+export async function benchOnce(c: Contender, append: string, timeoutMs = 120000): Promise<BenchResult> {
+  const r =
+    c.vmm === 'tsbhyve'
+      ? await runTestguestInTsbhyve({ append, extraArgs: c.args, timeoutMs })
+      : await runTestguestInQemu({ append, extraArgs: c.args, timeoutMs });
+  const text = 'stdout' in r ? r.stdout : r.output;
+  const [b] = parseBench(text);
+  if (!b || b.values.error) throw new Error(`${c.name}: no result for ${append}: ${text.slice(-400)}`);
+  return b;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+export function ratio(a: number, b: number): string {
+  return b > 0 ? (a / b).toFixed(2) : '-';
+}

@@ -1,0 +1,74 @@
+// The test guest's virtio-blk workloads (bench=virtio-blk,<workload>) on tsbhyve and on QEMU+KVM, same ELF, same disk
+// file, same run, rounds interleaved. Contenders:
+//   tsbhyve          -s 3,virtio-blk,FILE            (bhyve's default: the host page cache)
+//   tsbhyve-nocache  -s 3,virtio-blk,FILE,nocache    (O_DIRECT: the same caching as QEMU below)
+//   qemu             -M q35 (qboot), virtio-blk-pci disable-modern=on, cache=none, aio=native
+//   qemu-writeback   the same with cache=writeback, aio=threads (the page cache, like tsbhyve's default)
+// Pairs that cache alike: tsbhyve / qemu-writeback and tsbhyve-nocache / qemu.
+// Completions are polled by the guest (interrupts suppressed), so the figures are the device paths'.
+// Prints medians (IOPS, MB/s, ns per op) and the ratios tsbhyve / QEMU (> 1: tsbhyve is faster).
+// Usage: node --import tsx bench/testguest/virtio-blk.ts [rounds=3] [ms=1000] [fileMiB=64]
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { directIoDir, qemuVirtioBlkArgs } from '../../firmware/testguest/disk.js';
+import { report, type Series } from '../report.js';
+import { benchOnce, median, ratio, type Contender } from './common.js';
+
+const rounds = Number(process.argv[2] ?? 3);
+const ms = Number(process.argv[3] ?? 1000);
+const fileMiB = Number(process.argv[4] ?? 64);
+const WORKLOADS = ['randread4k', 'randwrite4k', 'seqread128k', 'notify'];
+
+const dir = directIoDir('testguest-bench-vblk-');
+const disk = join(dir, 'disk.img');
+const fd = openSync(disk, 'w');
+for (let i = 0; i < fileMiB; i++) writeSync(fd, randomBytes(1 << 20));
+closeSync(fd);
+
+const contenders: Contender[] = [
+  { name: 'tsbhyve', vmm: 'tsbhyve', args: ['-s', `3,virtio-blk,${disk}`] },
+  { name: 'tsbhyve-nocache', vmm: 'tsbhyve', args: ['-s', `3,virtio-blk,${disk},nocache`] },
+  { name: 'qemu', vmm: 'qemu', args: qemuVirtioBlkArgs(disk) },
+  { name: 'qemu-writeback', vmm: 'qemu', args: qemuVirtioBlkArgs(disk, { cache: 'writeback' }) },
+];
+
+type Sample = { iops: number; mbps: number; ns: number; doorbell?: number };
+const samples = new Map<string, Sample[]>();
+try {
+  for (let round = 0; round < rounds; round++) {
+    for (const w of WORKLOADS) {
+      const order = round % 2 ? [...contenders].reverse() : contenders;
+      for (const c of order) {
+        const b = await benchOnce(c, `bench=virtio-blk,${w},ms=${ms}`);
+        const key = `${w}/${c.name}`;
+        if (!samples.has(key)) samples.set(key, []);
+        samples.get(key)!.push({ iops: b.numbers.iops!, mbps: b.numbers.mbps!, ns: b.numbers.ns_per_op!, doorbell: b.numbers.doorbell_ns });
+        process.stderr.write(`round ${round} ${w} ${c.name}: ${b.numbers.iops} IOPS, ${b.numbers.ns_per_op} ns/op\n`);
+      }
+    }
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+const med = (w: string, c: string, f: (s: Sample) => number): number => median(samples.get(`${w}/${c}`)!.map(f));
+const series: Series[] = [];
+console.log(`\nvirtio-blk from the test guest: medians of ${rounds} rounds of ${ms} ms, ${fileMiB} MiB file`);
+console.log(`${'workload'.padEnd(13)}${contenders.map((c) => `${c.name} IOPS`.padStart(21)).join('')}${'tsbhyve/qemu-wb'.padStart(17)}${'nocache/qemu'.padStart(14)}${'tsbhyve/qemu'.padStart(14)}`);
+for (const w of WORKLOADS) {
+  const iops = contenders.map((c) => med(w, c.name, (s) => s.iops));
+  const [ts, tsNocache, qemu, qemuWb] = iops as [number, number, number, number];
+  console.log(`${w.padEnd(13)}${iops.map((v) => v.toFixed(0).padStart(21)).join('')}${ratio(ts, qemuWb).padStart(17)}${ratio(tsNocache, qemu).padStart(14)}${ratio(ts, qemu).padStart(14)}`);
+  series.push({ metric: `${w} IOPS`, unit: 'IOPS', values: Object.fromEntries(contenders.map((c, i) => [c.name, iops[i]!])) });
+  if (w !== 'notify') {
+    series.push({ metric: `${w} MB/s`, unit: 'MB/s', values: Object.fromEntries(contenders.map((c) => [c.name, med(w, c.name, (s) => s.mbps)])) });
+  }
+  series.push({ metric: `${w} ns/op`, unit: 'ns', values: Object.fromEntries(contenders.map((c) => [c.name, med(w, c.name, (s) => s.ns)])) });
+}
+series.push({
+  metric: 'bare doorbell',
+  unit: 'ns',
+  values: Object.fromEntries(contenders.map((c) => [c.name, med('notify', c.name, (s) => s.doorbell ?? 0)])),
+});
+report('testguest-virtio-blk', 'virtio-blk under the test guest: tsbhyve vs QEMU+KVM', series);
