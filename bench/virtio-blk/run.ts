@@ -3,7 +3,7 @@
 // through the MSI-X callback path. benchmark.js measures requests per second; host fio measures the same
 // pattern on the same file (psync: one thread, positioned reads/writes, as the worker does). Prints both and
 // the ratio tsbhyve / fio. The file stays in the page cache for both (fio --invalidate=0).
-// Usage: node --import tsx bench/virtio-blk/run.ts [fileMiB=64] [depth=32] [fioSeconds=5]
+// Usage: node --import tsx bench/virtio-blk/run.ts [fileMiB=64] [depth=32] [fioSeconds=5] [iothreads=1]
 import Benchmark from 'benchmark';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,13 +16,14 @@ import { report } from '../report.js';
 const fileMiB = Number(process.argv[2] ?? 64);
 const depth = Number(process.argv[3] ?? 32);
 const fioSeconds = Number(process.argv[4] ?? 5);
+const ioThreads = Number(process.argv[5] ?? 1);
 const BS = 4096;
 
 const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-bench-vblk-'));
 const disk = join(dir, 'disk.img');
 writeFileSync(disk, randomBytes(fileMiB << 20));
 
-const { m, dev } = virtioMachine(['-s', `3,virtio-blk,${disk}`], 3, 64 << 20);
+const { m, dev } = virtioMachine(['-s', `3,virtio-blk,${disk},iothreads=${ioThreads}`], 3, 64 << 20);
 dev.enableMsix(2);
 const q: SplitQueueDriver = dev.start(dev.hostFeatures() & ~(1 << 29)); // no EVENT_IDX: an interrupt per batch
 dev.setConfigVector(0);
@@ -118,10 +119,10 @@ for (const write of [false, true]) {
   results[rw] = { 'tsbhyve (no VM)': ours, ...(host !== undefined ? { 'fio psync': host } : {}) };
   console.log(`${rw} 4k: tsbhyve ${ours.toFixed(0)} req/s` + (host !== undefined ? `, fio ${host.toFixed(0)} IOPS, ratio ${(ours / host).toFixed(2)}` : ''));
 }
-console.log(`queue interrupts: ${queueIrqs}; depth ${depth}; file ${fileMiB} MiB (page cache warm)`);
+console.log(`queue interrupts: ${queueIrqs}; depth ${depth}; iothreads ${ioThreads}; file ${fileMiB} MiB (page cache warm)`);
 report(
   'virtio-blk',
-  `virtio-blk 4 KiB random I/O, depth ${depth}, no VM vs host fio (psync)`,
+  `virtio-blk 4 KiB random I/O, depth ${depth}, iothreads ${ioThreads}, no VM vs host fio (psync)`,
   Object.entries(results).map(([metric, values]) => ({ metric: `${metric} 4k`, unit: 'req/s', values })),
 );
 clearInterval(keepAlive);

@@ -164,6 +164,7 @@ export class VirtioBlkDevice implements VirtioDevice {
         maxWriteZeroesSegments: VTBLK_MAX_DISCARD_SEG,
         maxSegments: VTBLK_MAXSEGS,
         id: this.options.serial,
+        ioThreads: this.options.ioThreads,
         notifyFd: this.notifyFd.fd,
         interruptFd,
       },

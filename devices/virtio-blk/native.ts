@@ -51,6 +51,8 @@ export type BlkWorkerConfig = QueueGeometry & {
   maxSegments?: number;
   /** GET_ID answer */
   id?: string;
+  /** I/O threads: 1 runs requests on the queue thread in ring order; more complete out of order (1..64) */
+  ioThreads?: number;
   /** eventfd the worker sleeps on */
   notifyFd: number;
   /** eventfd to signal for a queue interrupt (irqfd); absent: onEvent(WORKER_EVENT_INTERRUPT) */

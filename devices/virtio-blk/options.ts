@@ -18,7 +18,12 @@ export interface BlockOptions {
   /** GET_ID answer: `ser`, or bhyve's default derived from the path */
   serial: string;
   bootindex?: number;
+  /** `iothreads=N` (tsbhyve only): threads doing the disk I/O of the queue */
+  ioThreads: number;
 }
+
+/** Default I/O threads per queue (see bench/virtio-blk/README.md for the measurement behind it). */
+export const DEFAULT_IO_THREADS = 1;
 
 /** VIRTIO_BLK_ID_BYTES: the serial the guest can read is at most 20 bytes. */
 export const BLK_ID_BYTES = 20;
@@ -63,7 +68,14 @@ export function readBlockOptions(tree: ConfigTree, node: ConfigNode): BlockOptio
     if (!/^\d+$/.test(bi)) throw fail(`Invalid bootindex "${bi}"`);
     bootindex = Number(bi);
   }
+  let ioThreads = DEFAULT_IO_THREADS;
+  const it = tree.getIn(node, 'iothreads');
+  if (it !== undefined) {
+    if (!/^\d+$/.test(it) || Number(it) < 1 || Number(it) > 64) throw fail(`Invalid iothreads "${it}" (1 to 64)`);
+    ioThreads = Number(it);
+  }
   return {
+    ioThreads,
     path,
     readOnly: flag('ro'),
     noCache: flag('nocache'),

@@ -36,6 +36,11 @@ bool BlkWorker::Start(std::string* err) {
     return false;
   }
   stopping_ = false;
+  poolExit_ = false;
+  inflight_ = 0;
+  if (cfg_.ioThreads > 1) {
+    for (unsigned i = 0; i < cfg_.ioThreads; i++) pool_.emplace_back([this] { PoolThread(); });
+  }
   thread_ = std::thread([this] { Run(); });
   return true;
 }
@@ -45,6 +50,15 @@ void BlkWorker::Stop() {
   stopping_ = true;
   SignalEventfd(stopFd_);
   thread_.join();
+  // The queue thread submits nothing more; let the pool finish what it holds, then end it.
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    idleCv_.wait(lk, [this] { return inflight_ == 0; });
+    poolExit_ = true;
+  }
+  jobCv_.notify_all();
+  for (auto& t : pool_) t.join();
+  pool_.clear();
   close(stopFd_);
   stopFd_ = -1;
 }
@@ -74,20 +88,70 @@ void BlkWorker::Drain() {
   Chain chain;
   for (;;) {
     while (!stopping_.load(std::memory_order_relaxed) && queue_.Pop(&chain)) {
-      BlkOutcome o = HandleBlkRequest(chain, *cfg_.file, cfg_.params);
-      stats_.requests.fetch_add(1, std::memory_order_relaxed);
-      if (o.error != BlkError::kNone) stats_.errors[int(o.error)].fetch_add(1, std::memory_order_relaxed);
-      queue_.Push(chain.head, o.written);
+      if (pool_.empty()) {
+        {
+          std::lock_guard<std::mutex> lk(mu_);
+          inflight_++;
+        }
+        Execute(chain);
+      } else {
+        std::lock_guard<std::mutex> lk(mu_);
+        inflight_++;
+        jobs_.push_back(std::move(chain));
+        jobCv_.notify_one();
+      }
+    }
+    if (pool_.empty()) {
+      // Inline: one interrupt decision per batch, as bhyve's vq_endchains makes it.
+      bool irq;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        irq = queue_.NeedInterrupt();
+      }
+      if (irq) Interrupt();
     }
     if (queue_.error() != ChainError::kNone) break;
-    if (queue_.NeedInterrupt()) Interrupt();
     if (stopping_.load(std::memory_order_relaxed) || !queue_.EnableNotifyAndCheck()) break;
   }
   if (queue_.error() != ChainError::kNone && queueError_.load() == ChainError::kNone) {
-    // Whatever completed before the broken chain is still reported to the driver.
-    if (queue_.NeedInterrupt()) Interrupt();
+    // Chains popped before the broken one still complete (in the pool) and interrupt as usual.
     queueError_ = queue_.error();
     if (cfg_.report) cfg_.report(WorkerEvent::kNeedsReset);
+  }
+}
+
+void BlkWorker::Execute(const Chain& chain) {
+  BlkOutcome o = HandleBlkRequest(chain, *cfg_.file, cfg_.params);
+  stats_.requests.fetch_add(1, std::memory_order_relaxed);
+  if (o.error != BlkError::kNone) stats_.errors[int(o.error)].fetch_add(1, std::memory_order_relaxed);
+  Complete(chain.head, o.written);
+}
+
+void BlkWorker::Complete(uint16_t head, uint32_t written) {
+  bool irq;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    queue_.Push(head, written);
+    inflight_--;
+    // Inline requests are decided per batch by Drain(). In the pool, a completion decides only when
+    // nothing waits behind it: the later completions decide for it, and the last one always decides.
+    irq = !pool_.empty() && jobs_.empty() && queue_.NeedInterrupt();
+    if (inflight_ == 0) idleCv_.notify_all();
+  }
+  if (irq) Interrupt();
+}
+
+void BlkWorker::PoolThread() {
+  for (;;) {
+    Chain chain;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      jobCv_.wait(lk, [this] { return !jobs_.empty() || poolExit_; });
+      if (jobs_.empty()) return;
+      chain = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    Execute(chain);
   }
 }
 

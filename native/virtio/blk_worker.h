@@ -4,10 +4,14 @@
 // fills the used ring and raises the queue interrupt by writing the interrupt eventfd (irqfd on KVM) or by
 // calling back into the owner. No JavaScript runs per request.
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "block/block_file.h"
 #include "guestmem/guest_memory.h"
@@ -34,6 +38,10 @@ struct BlkWorkerConfig {
   int interruptFd = -1;  // eventfd to write for an interrupt, or -1 to report kInterrupt (not owned)
   // Sets ISR bit 0 before each interrupt (legacy INTx and MSI, §4.1.4.5); off for MSI-X.
   bool useIsr = false;
+  // Threads doing the I/O. 1: the queue thread runs each request itself, in ring order. More: the queue
+  // thread only walks chains and hands them to a pool, and requests complete out of order (§2.7.8 allows
+  // it), as bhyve's blockif threads do.
+  unsigned ioThreads = 1;
   std::function<void(WorkerEvent)> report;
 };
 
@@ -66,6 +74,10 @@ class BlkWorker {
   void Run();
   void Drain();
   void Interrupt();
+  void Execute(const Chain& chain);
+  // Returns a chain to the used ring (any thread) and raises the interrupt the driver asked for.
+  void Complete(uint16_t head, uint32_t written);
+  void PoolThread();
 
   BlkWorkerConfig cfg_;
   SplitQueue queue_;
@@ -77,6 +89,16 @@ class BlkWorker {
   std::atomic<bool> stopping_{false};
   std::atomic<ChainError> queueError_{ChainError::kNone};
   BlkWorkerStats stats_;
+
+  // mu_ guards the used-ring side of queue_ (Push, NeedInterrupt) and the pool's job list; the queue
+  // thread alone pops from the available ring.
+  std::mutex mu_;
+  std::condition_variable jobCv_;
+  std::condition_variable idleCv_;
+  std::deque<Chain> jobs_;
+  uint32_t inflight_ = 0;  // chains popped and not yet returned
+  bool poolExit_ = false;
+  std::vector<std::thread> pool_;
 };
 
 }  // namespace virtio

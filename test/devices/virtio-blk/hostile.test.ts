@@ -38,8 +38,8 @@ function statusByte(r: BlkRig): number {
   return s;
 }
 
-test('descriptor loop: NEEDS_RESET, config interrupt, then a reset brings the queue back', async (t) => {
-  const r = rig({ msix: true });
+for (const opts of ['', 'iothreads=4']) test(`descriptor loop: NEEDS_RESET, config interrupt, then a reset brings the queue back${opts ? ` (${opts})` : ''}`, async (t) => {
+  const r = rig({ msix: true, opts });
   try {
     const h = header(r, T_IN, 0);
     r.q.writeDesc(0, h, 16, VRING_DESC_F_NEXT, 1);
@@ -173,8 +173,8 @@ test('next index past the table', async (t) => {
   }
 });
 
-test('addresses past guest RAM and gpa+len overflow: IOERR, the queue keeps working', async (t) => {
-  const r = rig();
+for (const opts of ['', 'iothreads=4']) test(`addresses past guest RAM and gpa+len overflow: IOERR, the queue keeps working${opts ? ` (${opts})` : ''}`, async (t) => {
+  const r = rig({ opts });
   try {
     const size = r.m.memory.size;
     const cases: Array<[string, number | bigint, number]> = [
@@ -264,8 +264,8 @@ test('queue rings outside guest RAM: NEEDS_RESET at activation', async (t) => {
   }
 });
 
-test('random garbage in the descriptor table and rings never crashes the host', async (t) => {
-  const r = rig();
+for (const opts of ['', 'iothreads=4']) test(`random garbage in the descriptor table and rings never crashes the host${opts ? ` (${opts})` : ''}`, async (t) => {
+  const r = rig({ opts });
   try {
     let seed = 12345;
     const rand = (): number => {
