@@ -51,7 +51,9 @@ for (const [what, flags, append] of guestRuns) {
       const out = parseTestguestOutput(r.output);
       for (const c of out.checks.filter((c) => c.status === 'FAIL')) t.fail(`FAIL ${c.details}`);
       t.ok(out.pass > 0, `${out.pass} checks passed`);
-      t.deepEqual(out.done, { pass: out.pass, fail: 0 }, 'suite done without failures');
+      // The device's NEEDS_RESET warnings go to stderr and can split a console line, so the guest's own
+      // DONE totals are the reference.
+      t.equal(out.done?.fail, 0, `suite done without failures (${out.done?.pass} passed)`);
       t.equal(r.code, 1, 'powered off with status 1');
     } finally {
       rmSync(dir, { recursive: true, force: true });
