@@ -21,6 +21,8 @@ namespace {
 
 // O_DIRECT alignment for buffers; a page covers every logical block size up to 4 KiB.
 constexpr uintptr_t kDirectAlign = 4096;
+// Largest bounce buffer for O_DIRECT requests with unaligned guest buffers.
+constexpr uint64_t kBounceChunk = 1 << 20;
 // Zeroes written per pwrite when the file system cannot zero a range itself.
 constexpr size_t kZeroChunk = 1 << 20;
 
@@ -149,26 +151,45 @@ Errno BlockFile::Transfer(const struct iovec* iov, int iovcnt, uint64_t off, boo
   if (!RangeOk(off, total)) return EIO;
   if (total == 0) return 0;
   if (!NeedsBounce(iov, iovcnt)) return RetryingIo(fd_, iov, iovcnt, off, write);
-  // One aligned buffer for the whole request: gather before a write, scatter after a read.
+  // Through one aligned buffer of at most kBounceChunk bytes, so a huge request cannot make the host
+  // allocate its size: gather each chunk before writing it, scatter each chunk after reading it. Chunks
+  // are multiples of the page, so their file offsets keep the request's alignment.
+  const size_t chunk = size_t(std::min<uint64_t>(total, kBounceChunk));
   void* buf = nullptr;
-  if (posix_memalign(&buf, kDirectAlign, size_t(total)) != 0) return ENOMEM;
+  if (posix_memalign(&buf, kDirectAlign, chunk) != 0) return ENOMEM;
   uint8_t* b = static_cast<uint8_t*>(buf);
+  int vi = 0;         // iovec being consumed
+  size_t vo = 0;      // offset inside it
   Errno e = 0;
-  if (write) {
-    size_t at = 0;
-    for (int i = 0; i < iovcnt; i++) {
-      std::memcpy(b + at, iov[i].iov_base, iov[i].iov_len);
-      at += iov[i].iov_len;
+  for (uint64_t done = 0; done < total && e == 0;) {
+    const size_t n = size_t(std::min<uint64_t>(total - done, chunk));
+    // Walks n bytes of the guest's vector, copying in the direction of the transfer.
+    auto copy = [&](bool toBuffer) {
+      size_t at = 0;
+      while (at < n) {
+        const size_t take = std::min(n - at, iov[vi].iov_len - vo);
+        uint8_t* g = static_cast<uint8_t*>(iov[vi].iov_base) + vo;
+        if (toBuffer) std::memcpy(b + at, g, take);
+        else std::memcpy(g, b + at, take);
+        at += take;
+        vo += take;
+        if (vo == iov[vi].iov_len) {
+          vi++;
+          vo = 0;
+        }
+      }
+    };
+    const int saveVi = vi;
+    const size_t saveVo = vo;
+    if (write) copy(true);
+    struct iovec one = {b, n};
+    e = RetryingIo(fd_, &one, 1, off + done, write);
+    if (e == 0 && !write) {
+      vi = saveVi;
+      vo = saveVo;
+      copy(false);
     }
-  }
-  struct iovec one = {b, size_t(total)};
-  e = RetryingIo(fd_, &one, 1, off, write);
-  if (e == 0 && !write) {
-    size_t at = 0;
-    for (int i = 0; i < iovcnt; i++) {
-      std::memcpy(iov[i].iov_base, b + at, iov[i].iov_len);
-      at += iov[i].iov_len;
-    }
+    done += n;
   }
   free(buf);
   return e;
