@@ -101,6 +101,11 @@ class Vm {
   // TypeScript go through the exit channel.
   RangeTable& pio() { return pio_; }
   RangeTable& mmio() { return mmio_; }
+  // PCI configuration mechanism #1 (ports 0xCF8 and 0xCFC-0xCFF) handled on the vCPU thread: the address
+  // latch lives here, accesses to absent functions read all ones without leaving C++, and accesses to present
+  // functions are forwarded as ECAM accesses at `ecamBase` to whoever owns that MMIO range. `present` has one
+  // bit per bus/slot/function (bit index bus << 8 | slot << 3 | func). Call before Start.
+  void SetPciConf1(uint64_t ecamBase, std::vector<uint8_t> present);
   ExitChannel& channel() { return channel_; }
 
   // Starts one thread per vCPU (pinned when cpusets[i] is non-empty). `notify` is called from any
@@ -122,6 +127,9 @@ class Vm {
   void CheckHalted(Vcpu* v);
   bool HandleIo(Vcpu* v);
   bool HandleMmio(Vcpu* v);
+  // Routes one MMIO access (a guest access or a forwarded one) to its native or TypeScript owner.
+  bool DispatchMmio(Vcpu* v, uint64_t gpa, unsigned len, bool write, uint8_t* data);
+  bool HandlePciConf1(Vcpu* v, uint16_t port, unsigned size, bool write, uint8_t* data);
   Status ApplyCpuid(Vcpu* v);
   Status OpenVmFd();
   Status SetSlot(uint32_t slot, uint64_t gpa, uint64_t len, uint8_t* host, bool readonly);
@@ -156,6 +164,10 @@ class Vm {
 
   bool strictIo_ = false, strictMsr_ = true, userMsr_ = false;
   RangeTable pio_, mmio_;
+  bool conf1Enabled_ = false;
+  uint64_t conf1Ecam_ = 0;
+  std::vector<uint8_t> conf1Present_;
+  std::atomic<uint32_t> conf1Addr_{0};
   ExitChannel channel_;
 
   std::atomic<int> suspendHow_{-1};

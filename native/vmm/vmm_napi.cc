@@ -93,6 +93,7 @@ class VmWrap : public Napi::ObjectWrap<VmWrap> {
       InstanceMethod("setX2apicState", &VmWrap::SetX2apicState),
       InstanceMethod("getCpuid", &VmWrap::GetCpuid),
       InstanceMethod("setStrict", &VmWrap::SetStrict),
+      InstanceMethod("setPciConf1", &VmWrap::SetPciConf1),
       InstanceMethod("stats", &VmWrap::Stats),
       InstanceMethod("userMsrExits", &VmWrap::UserMsrExits),
       InstanceMethod("lapicMsi", &VmWrap::LapicMsi),
@@ -344,6 +345,22 @@ class VmWrap : public Napi::ObjectWrap<VmWrap> {
   }
   Napi::Value SetStrict(const Napi::CallbackInfo& info) {
     if (Live(info.Env())) vm_->SetStrict(info[0].ToBoolean(), info[1].ToBoolean());
+    return {};
+  }
+  // setPciConf1(ecamBase, present: Uint8Array of 8192 bytes, one bit per bus/slot/function)
+  Napi::Value SetPciConf1(const Napi::CallbackInfo& info) {
+    uint64_t ecam;
+    if (!Live(info.Env()) || !U64Arg(info, 0, &ecam)) return {};
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      Napi::TypeError::New(info.Env(), "setPciConf1: present must be a Uint8Array").ThrowAsJavaScriptException();
+      return {};
+    }
+    Napi::Uint8Array present = info[1].As<Napi::Uint8Array>();
+    if (present.ElementLength() != 8192) {
+      Napi::RangeError::New(info.Env(), "setPciConf1: present must hold 8192 bytes").ThrowAsJavaScriptException();
+      return {};
+    }
+    vm_->SetPciConf1(ecam, std::vector<uint8_t>(present.Data(), present.Data() + present.ElementLength()));
     return {};
   }
   Napi::Value UserMsrExits(const Napi::CallbackInfo& info) {

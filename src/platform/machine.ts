@@ -76,7 +76,19 @@ export interface DataPath {
   onClose(fn: () => void): void;
 }
 
+/**
+ * Optional fast paths a VMM backend may offer; a device falls back to its TypeScript handlers without them.
+ */
+export interface MachineAccelerators {
+  /**
+   * Serve PCI configuration mechanism #1 natively, forwarding accesses to present functions (one bit per
+   * bus << 8 | slot << 3 | func in `present`) to the ECAM MMIO range at `ecamBase`.
+   */
+  pciConf1?(ecamBase: number, present: Uint8Array): void;
+}
+
 export interface Machine {
+  readonly accel?: MachineAccelerators;
   readonly io: IoSpace;
   readonly irq: InterruptController;
   readonly memory: GuestMemoryAccess;

@@ -26,6 +26,7 @@ export interface NativeVm {
   setX2apicState(vcpu: number, enabled: number): void;
   getCpuid(vcpu: number, leaf: number, sub: number): [number, number, number, number];
   setStrict(io: boolean, msr: boolean): void;
+  setPciConf1(ecamBase: number, present: Uint8Array): void;
   stats(vcpu: number): [number, number, number, number, number, number];
   userMsrExits(): boolean;
   lapicMsi(addr: U64, data: number): void;

@@ -189,6 +189,15 @@ export class Vm {
   }
 
   /** Whether unknown MSRs reach the strictmsr policy (KVM_CAP_X86_USER_SPACE_MSR); else KVM's own applies. */
+  /**
+   * Moves PCI configuration mechanism #1 (0xCF8/0xCFC) onto the vCPU threads: absent functions answer all ones
+   * in C++ and accesses to present ones reach the ECAM handler at `ecamBase`. `present` holds one bit per
+   * bus << 8 | slot << 3 | func (8192 bytes). Before run().
+   */
+  setPciConf1(ecamBase: number, present: Uint8Array): void {
+    nativeCall(() => this.native.setPciConf1(ecamBase, present));
+  }
+
   get userMsrExits(): boolean {
     return this.native.userMsrExits();
   }

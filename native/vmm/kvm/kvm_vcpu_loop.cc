@@ -227,6 +227,12 @@ bool Vm::HandleIo(Vcpu* v) {
     return false;
   }
   uint8_t* data = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
+  if (conf1Enabled_ && (port == 0xcf8 || (port >= 0xcfc && port <= 0xcff))) {
+    for (uint32_t i = 0; i < count; i++) {
+      if (!HandlePciConf1(v, port, size, write, data + i * size)) return false;
+    }
+    return true;
+  }
   RangeOwner owner;
   if (pio_.Find(port, size, &owner)) {
     if (owner.native) {
@@ -273,20 +279,22 @@ bool Vm::HandleIo(Vcpu* v) {
 bool Vm::HandleMmio(Vcpu* v) {
   kvm_run* run = v->run;
   const unsigned len = run->mmio.len;
-  const bool write = run->mmio.is_write != 0;
-  const uint64_t gpa = run->mmio.phys_addr;
   if (len == 0 || len > 8) {
     Fail("vcpu " + std::to_string(v->id) + ": malformed MMIO exit");
     return false;
   }
+  return DispatchMmio(v, run->mmio.phys_addr, len, run->mmio.is_write != 0, run->mmio.data);
+}
+
+bool Vm::DispatchMmio(Vcpu* v, uint64_t gpa, unsigned len, bool write, uint8_t* data) {
   RangeOwner owner;
   if (mmio_.Find(gpa, len, &owner)) {
     if (owner.native) {
       v->nativeHandled.fetch_add(1, std::memory_order_relaxed);
       uint64_t val = 0;
-      if (write) std::memcpy(&val, run->mmio.data, len);
+      if (write) std::memcpy(&val, data, len);
       owner.native->Access(v->id, gpa, len, write, &val);
-      if (!write) std::memcpy(run->mmio.data, &val, len);
+      if (!write) std::memcpy(data, &val, len);
       return true;
     }
     ExitSlot* s = channel_.slot(v->id);
@@ -296,7 +304,7 @@ bool Vm::HandleMmio(Vcpu* v) {
     s->write = write;
     s->count = 1;
     s->addr = double(gpa);
-    if (write) std::memcpy(s->data, run->mmio.data, len);
+    if (write) std::memcpy(s->data, data, len);
     else std::memset(s->data, 0xff, 8);
     v->jsHandled.fetch_add(1, std::memory_order_relaxed);
     v->parked.store(true);
@@ -304,7 +312,7 @@ bool Vm::HandleMmio(Vcpu* v) {
     v->parked.store(false);
     if (s->result == kResultAbort) return suspendHow_.load() < 0 ? (Fail("MMIO handler aborted"), false) : false;
     if (s->result == kResultHandled) {
-      if (!write) std::memcpy(run->mmio.data, s->data, len);
+      if (!write) std::memcpy(data, s->data, len);
       return true;
     }
   }
@@ -314,8 +322,49 @@ bool Vm::HandleMmio(Vcpu* v) {
     Fail(b);
     return false;
   }
-  if (!write) std::memset(run->mmio.data, 0xff, len);
+  if (!write) std::memset(data, 0xff, len);
   return true;
+}
+
+void Vm::SetPciConf1(uint64_t ecamBase, std::vector<uint8_t> present) {
+  conf1Ecam_ = ecamBase;
+  conf1Present_ = std::move(present);
+  conf1Present_.resize(256 * 32 * 8 / 8, 0);
+  conf1Enabled_ = true;
+}
+
+// Mechanism #1 (PCI Local Bus 3.0 §3.2.2.3.2): 0xCF8 takes only dword accesses; bit 31 enables the data window,
+// bits 23:16 bus, 15:11 slot, 10:8 function, 7:2 register. A data access becomes the ECAM access for the same
+// register, so one TypeScript handler (ECAM) serves both mechanisms.
+bool Vm::HandlePciConf1(Vcpu* v, uint16_t port, unsigned size, bool write, uint8_t* data) {
+  v->nativeHandled.fetch_add(1, std::memory_order_relaxed);
+  if (port == 0xcf8) {
+    if (size != 4) {
+      if (!write) std::memset(data, 0xff, size);
+      return true;
+    }
+    if (write) {
+      uint32_t val;
+      std::memcpy(&val, data, 4);
+      conf1Addr_.store(val & 0x80fffffc, std::memory_order_relaxed);
+    } else {
+      uint32_t val = conf1Addr_.load(std::memory_order_relaxed);
+      std::memcpy(data, &val, 4);
+    }
+    return true;
+  }
+  const uint32_t addr = conf1Addr_.load(std::memory_order_relaxed);
+  const unsigned bus = (addr >> 16) & 0xff, slot = (addr >> 11) & 0x1f, func = (addr >> 8) & 7;
+  const unsigned bit = bus << 8 | slot << 3 | func;
+  const bool present = (conf1Present_[bit >> 3] >> (bit & 7)) & 1;
+  if (!(addr & 0x80000000u) || !present) {
+    if (!write) std::memset(data, 0xff, size);
+    return true;
+  }
+  const uint64_t off = (addr & 0xfc) + (port - 0xcfc);
+  const uint64_t gpa = conf1Ecam_ + (uint64_t(bus) << 20 | uint64_t(slot) << 15 | uint64_t(func) << 12 | off);
+  v->nativeHandled.fetch_sub(1, std::memory_order_relaxed);  // counted by DispatchMmio instead
+  return DispatchMmio(v, gpa, size, write, data);
 }
 
 }  // namespace tsbhyve::vmm

@@ -363,6 +363,35 @@ export class PciBus {
   /** Claims 0xCF8 (address) and 0xCFC-0xCFF (data) and the ECAM window. */
   install(): void {
     const io = this.opts.machine.io;
+    const accel = this.opts.machine.accel?.pciConf1;
+    if (accel) {
+      // The VMM serves 0xCF8/0xCFC itself and forwards accesses to present functions to the ECAM handler below.
+      const present = new Uint8Array(8192);
+      for (const fn of this.functions.values()) {
+        const bit = (fn.bus << 8) | (fn.slot << 3) | fn.func;
+        present[bit >> 3]! |= 1 << (bit & 7);
+      }
+      accel(ECAM_BASE, present);
+    } else {
+      this.installConf1Ports();
+    }
+    io.registerMmio(ECAM_BASE, ECAM_SIZE, (write, addr, size, value) => {
+      const rel = addr - ECAM_BASE;
+      const bus = (rel >>> 20) & 0xff;
+      const slot = (rel >>> 15) & 0x1f;
+      const func = (rel >>> 12) & 7;
+      const off = rel & 0xfff;
+      if (write) {
+        this.configWrite(bus, slot, func, off, size, value);
+        return 0;
+      }
+      return this.configRead(bus, slot, func, off, size);
+    });
+  }
+
+  /** Mechanism #1 in TypeScript, for machines without the native path (tests, other backends). */
+  private installConf1Ports(): void {
+    const io = this.opts.machine.io;
     // Only 0xCF8 itself: 0xCF9 is the reset control register, a different device; a dword access at 0xCF8
     // arrives here as one 4-byte access.
     io.registerPort(0xcf8, 1, (write, _port, size, value) => {
@@ -386,18 +415,6 @@ export class PciBus {
         return 0;
       }
       return this.configRead(this.cfgBus, this.cfgSlot, this.cfgFunc, off, size);
-    });
-    io.registerMmio(ECAM_BASE, ECAM_SIZE, (write, addr, size, value) => {
-      const rel = addr - ECAM_BASE;
-      const bus = (rel >>> 20) & 0xff;
-      const slot = (rel >>> 15) & 0x1f;
-      const func = (rel >>> 12) & 7;
-      const off = rel & 0xfff;
-      if (write) {
-        this.configWrite(bus, slot, func, off, size, value);
-        return 0;
-      }
-      return this.configRead(bus, slot, func, off, size);
     });
   }
 
