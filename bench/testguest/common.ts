@@ -9,16 +9,24 @@ export interface Contender {
   args: string[];
 }
 
-/** Boots the guest with `append` under the contender; returns its first TESTGUEST-BENCH line or throws. */
+/**
+ * Boots the guest with `append` under the contender; returns its first TESTGUEST-BENCH line. A run without one is
+ * tried once more (the shared tree's build can be mid-rebuild), then reported with what the VMM said.
+ */
 export async function benchOnce(c: Contender, append: string, timeoutMs = 120000): Promise<BenchResult> {
-  const r =
-    c.vmm === 'tsbhyve'
-      ? await runTestguestInTsbhyve({ append, extraArgs: c.args, timeoutMs })
-      : await runTestguestInQemu({ append, extraArgs: c.args, timeoutMs });
-  const text = 'stdout' in r ? r.stdout : r.output;
-  const [b] = parseBench(text);
-  if (!b || b.values.error) throw new Error(`${c.name}: no result for ${append}: ${text.slice(-400)}`);
-  return b;
+  let said = '';
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const r =
+      c.vmm === 'tsbhyve'
+        ? await runTestguestInTsbhyve({ append, extraArgs: c.args, timeoutMs })
+        : await runTestguestInQemu({ append, extraArgs: c.args, timeoutMs });
+    const text = 'stdout' in r ? r.stdout : r.output;
+    const [b] = parseBench(text);
+    if (b && !b.values.error) return b;
+    said = `exit ${r.code}: ${(r.output + ('stderr' in r ? r.stderr : '')).slice(-600)}`;
+    process.stderr.write(`${c.name}: no result for ${append} (attempt ${attempt + 1}): ${said}\n`);
+  }
+  throw new Error(`${c.name}: no result for ${append}: ${said}`);
 }
 
 export function median(xs: number[]): number {
