@@ -2,10 +2,11 @@
 // the disk present (it enumerates PCI; it has no virtio-blk driver yet), and a missing disk stops start-up
 // with bhyve's message and status 4. Skipped without KVM, the addon or the built CLI.
 import test from 'tape';
+import { spawn } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseTestguestOutput, runTestguestInTsbhyve, testguestPath, tsbhyveBin } from '../../../firmware/testguest/index.js';
+import { parseTestguestOutput, testguestPath, tsbhyveBin } from '../../../firmware/testguest/index.js';
 import { makeDisk } from './helpers.js';
 
 function skipReason(): string | undefined {
@@ -19,11 +20,35 @@ function skipReason(): string | undefined {
 }
 const skip = skipReason() !== undefined;
 
+let runs = 0;
+/**
+ * Boots the test guest as firmware/testguest's runTestguestInTsbhyve does, but under a VM name of its own so
+ * that it never collides with another test guest run on the same host (VM names are locked host-wide).
+ */
+function runGuest(append: string, extraArgs: string[], timeoutMs = 120000): Promise<{ output: string; code: number | null }> {
+  const name = `vblk-${process.pid}-${runs++}`;
+  const args = [
+    tsbhyveBin(), '-c', '2', '-m', '256M', '-s', '0,hostbridge', '-s', '31,lpc', '-l', 'com1,stdio',
+    '-o', `boot.kernel=${testguestPath()}`, '-o', `boot.cmdline=${append}`, ...extraArgs, name,
+  ];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString('latin1')));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString('latin1')));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  return new Promise((resolve) => {
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ output, code });
+    });
+  });
+}
+
 test('tsbhyve -s 3,virtio-blk,disk.img: the platform suite passes with the disk attached', { skip }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-vblk-cli-'));
   try {
     const disk = makeDisk(dir, 1 << 20);
-    const r = await runTestguestInTsbhyve({ append: 'test=platform cpus=2 mem=256 ecam=0xe0000000', extraArgs: ['-s', `3,virtio-blk,${disk}`] });
+    const r = await runGuest('test=platform cpus=2 mem=256 ecam=0xe0000000', ['-s', `3,virtio-blk,${disk}`]);
     const out = parseTestguestOutput(r.output);
     t.ok(out.ready, 'guest started');
     for (const c of out.checks.filter((c) => c.status === 'FAIL')) t.fail(`FAIL ${c.details}`);
@@ -47,7 +72,7 @@ for (const [what, flags, append] of guestRuns) {
     const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-vblk-cli-'));
     try {
       const disk = makeDisk(dir, 4 << 20, true);
-      const r = await runTestguestInTsbhyve({ append, extraArgs: [...flags, '-s', `3,virtio-blk,${disk}`], timeoutMs: 120000 });
+      const r = await runGuest(append, [...flags, '-s', `3,virtio-blk,${disk}`]);
       const out = parseTestguestOutput(r.output);
       for (const c of out.checks.filter((c) => c.status === 'FAIL')) t.fail(`FAIL ${c.details}`);
       t.ok(out.pass > 0, `${out.pass} checks passed`);
@@ -62,7 +87,7 @@ for (const [what, flags, append] of guestRuns) {
 }
 
 test('tsbhyve -s 3,virtio-blk,missing.img: start-up fails with status 4', { skip }, async (t) => {
-  const r = await runTestguestInTsbhyve({ append: 'test=platform', extraArgs: ['-s', '3,virtio-blk,/nonexistent/disk.img'] });
+  const r = await runGuest('test=platform', ['-s', '3,virtio-blk,/nonexistent/disk.img']);
   t.equal(r.code, 4, 'exit status 4');
   t.match(r.output, /Could not open backing file: \/nonexistent\/disk\.img/, "bhyve's message");
 });

@@ -239,6 +239,8 @@ test('EVENT_IDX: the device publishes avail_event; interrupts follow used_event'
     const msis = (): number => r.m.irq.events.filter((e) => e.kind === 'msi' && e.data === 0x41).length;
     r.q.setUsedEvent(0);
     await request(r, T_IN, 0, 512);
+    // The worker publishes avail_event after returning the chain, just before it sleeps.
+    for (let i = 0; i < 1000 && r.q.availEvent() !== 1; i++) await new Promise((res) => setTimeout(res, 1));
     t.equal(r.q.availEvent(), 1, 'avail_event = next avail index');
     await r.m.irq.waitFor(() => msis() >= 1, 2000, 'queue MSI-X');
     t.equal(msis(), 1, 'interrupt when used idx passes used_event');
