@@ -278,7 +278,11 @@ export interface TsbhyveRunOptions {
   timeoutMs?: number;
   /** Called with the whole output so far each time more arrives, and the tsbhyve process (to signal it). */
   onOutput?: (output: string, child: ChildProcess) => void;
+  /** The VM name; by default one unique to this run, since tsbhyve locks a name while its VM runs. */
+  vmName?: string;
 }
+
+let vmSerial = 0;
 
 export interface TsbhyveRunResult {
   /** stdout and stderr as they arrived, interleaved (tsbhyve's own messages can split a guest line). */
@@ -307,7 +311,7 @@ export function runTestguestInTsbhyve(opts: TsbhyveRunOptions): Promise<TsbhyveR
     tsbhyveBin(), '-c', String(opts.cpus ?? 2), '-m', `${opts.memMiB ?? 256}M`,
     '-s', '0,hostbridge', '-s', '31,lpc', '-l', 'com1,stdio',
     '-o', `boot.kernel=${testguestPath()}`, '-o', `boot.cmdline=${opts.append}`,
-    ...(opts.extraArgs ?? []), 'testguest',
+    ...(opts.extraArgs ?? []), opts.vmName ?? `testguest-${process.pid}-${++vmSerial}`,
   ];
   const start = Date.now();
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
