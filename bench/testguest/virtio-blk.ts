@@ -2,9 +2,10 @@
 // file, same run, rounds interleaved. Contenders:
 //   tsbhyve          -s 3,virtio-blk,FILE            (bhyve's default: the host page cache)
 //   tsbhyve-nocache  -s 3,virtio-blk,FILE,nocache    (O_DIRECT: the same caching as QEMU below)
+//   tsbhyve-nc-io8   -s 3,virtio-blk,FILE,nocache,iothreads=8   (O_DIRECT served by 8 I/O threads)
 //   qemu             -M q35 (qboot), virtio-blk-pci disable-modern=on, cache=none, aio=native
 //   qemu-writeback   the same with cache=writeback, aio=threads (the page cache, like tsbhyve's default)
-// Pairs that cache alike: tsbhyve / qemu-writeback and tsbhyve-nocache / qemu.
+// Pairs that cache alike: tsbhyve / qemu-writeback, and tsbhyve-nocache or tsbhyve-nc-io8 / qemu.
 // Completions are polled by the guest (interrupts suppressed), so the figures are the device paths'.
 // Prints medians (IOPS, MB/s, ns per op) and the ratios tsbhyve / QEMU (> 1: tsbhyve is faster).
 // Usage: node --import tsx bench/testguest/virtio-blk.ts [rounds=3] [ms=1000] [fileMiB=64]
@@ -29,6 +30,7 @@ closeSync(fd);
 const contenders: Contender[] = [
   { name: 'tsbhyve', vmm: 'tsbhyve', args: ['-s', `3,virtio-blk,${disk}`] },
   { name: 'tsbhyve-nocache', vmm: 'tsbhyve', args: ['-s', `3,virtio-blk,${disk},nocache`] },
+  { name: 'tsbhyve-nc-io8', vmm: 'tsbhyve', args: ['-s', `3,virtio-blk,${disk},nocache,iothreads=8`] },
   { name: 'qemu', vmm: 'qemu', args: qemuVirtioBlkArgs(disk) },
   { name: 'qemu-writeback', vmm: 'qemu', args: qemuVirtioBlkArgs(disk, { cache: 'writeback' }) },
 ];
@@ -55,11 +57,17 @@ try {
 const med = (w: string, c: string, f: (s: Sample) => number): number => median(samples.get(`${w}/${c}`)!.map(f));
 const series: Series[] = [];
 console.log(`\nvirtio-blk from the test guest: medians of ${rounds} rounds of ${ms} ms, ${fileMiB} MiB file`);
-console.log(`${'workload'.padEnd(13)}${contenders.map((c) => `${c.name} IOPS`.padStart(21)).join('')}${'tsbhyve/qemu-wb'.padStart(17)}${'nocache/qemu'.padStart(14)}${'tsbhyve/qemu'.padStart(14)}`);
+const PAIRS: Array<[string, string]> = [
+  ['tsbhyve', 'qemu-writeback'],
+  ['tsbhyve-nocache', 'qemu'],
+  ['tsbhyve-nc-io8', 'qemu'],
+  ['tsbhyve', 'qemu'],
+];
+console.log(`${'workload'.padEnd(13)}${contenders.map((c) => `${c.name} IOPS`.padStart(21)).join('')}${PAIRS.map(([a, b]) => `${a}/${b}`.padStart(28)).join('')}`);
 for (const w of WORKLOADS) {
   const iops = contenders.map((c) => med(w, c.name, (s) => s.iops));
-  const [ts, tsNocache, qemu, qemuWb] = iops as [number, number, number, number];
-  console.log(`${w.padEnd(13)}${iops.map((v) => v.toFixed(0).padStart(21)).join('')}${ratio(ts, qemuWb).padStart(17)}${ratio(tsNocache, qemu).padStart(14)}${ratio(ts, qemu).padStart(14)}`);
+  const cells = PAIRS.map(([a, b]) => ratio(med(w, a, (s) => s.iops), med(w, b, (s) => s.iops)).padStart(28));
+  console.log(`${w.padEnd(13)}${iops.map((v) => v.toFixed(0).padStart(21)).join('')}${cells.join('')}`);
   series.push({ metric: `${w} IOPS`, unit: 'IOPS', values: Object.fromEntries(contenders.map((c, i) => [c.name, iops[i]!])) });
   if (w !== 'notify') {
     series.push({ metric: `${w} MB/s`, unit: 'MB/s', values: Object.fromEntries(contenders.map((c) => [c.name, med(w, c.name, (s) => s.mbps)])) });
