@@ -23,7 +23,7 @@ const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-bench-vblk-'));
 const disk = join(dir, 'disk.img');
 writeFileSync(disk, randomBytes(fileMiB << 20));
 
-const { m, dev } = virtioMachine(['-s', `3,virtio-blk,${disk},iothreads=${ioThreads}`], 3, 64 << 20);
+const { m, dev } = virtioMachine(['-s', `3,virtio-blk,${disk},iothreads=${ioThreads}`], 3, { memorySize: 64 << 20 });
 dev.enableMsix(2);
 const q: SplitQueueDriver = dev.start(dev.hostFeatures() & ~(1 << 29)); // no EVENT_IDX: an interrupt per batch
 dev.setConfigVector(0);

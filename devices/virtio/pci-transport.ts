@@ -340,7 +340,7 @@ export class VirtioPciTransport implements PciDeviceModel {
     if (bar === VIRTIO_REG_BAR && this.active) this.device.barMoved?.();
   }
 
-  msixChanged(): void {
+  interruptRouteChanged(): void {
     if (this.active) this.device.interruptsChanged?.();
   }
 

@@ -56,6 +56,44 @@ export class NativeGuestMemory implements GuestMemoryAccess {
   }
 }
 
+/** One call a device made on the (recorded) KVM plumbing. */
+export type KvmCall =
+  | { op: 'ioeventfd'; fd: number; addr: number; len: number; pio: boolean; data?: number; deassign: boolean }
+  | { op: 'irqfd'; fd: number; gsi: number; deassign: boolean }
+  | { op: 'setMsiRoute'; gsi: number; addr: bigint; data: number };
+
+/**
+ * Stands in for KVM's ioeventfd/irqfd/MSI-route calls and records them, so tests can check a device's KVM
+ * wiring without /dev/kvm. Nothing is delivered by it: notifications still reach the device through its
+ * register handler, and interrupt eventfds are written by the worker but read by nobody.
+ */
+export class RecordedKvm implements NonNullable<DataPath['kvm']> {
+  readonly calls: KvmCall[] = [];
+  private nextGsi = 64;
+  ioeventfd(fd: number, o: { addr: number; len: 0 | 1 | 2 | 4 | 8; pio: boolean; data?: number; deassign?: boolean }): void {
+    this.calls.push({ op: 'ioeventfd', fd, addr: o.addr, len: o.len, pio: o.pio, data: o.data, deassign: !!o.deassign });
+  }
+  irqfd(fd: number, gsi: number, o?: { deassign?: boolean }): void {
+    this.calls.push({ op: 'irqfd', fd, gsi, deassign: !!o?.deassign });
+  }
+  setMsiRoute(gsi: number, addr: bigint, data: number): void {
+    this.calls.push({ op: 'setMsiRoute', gsi, addr, data });
+  }
+  allocMsiGsi(): number {
+    return this.nextGsi++;
+  }
+  /** Takes the calls recorded so far. */
+  take(): KvmCall[] {
+    return this.calls.splice(0);
+  }
+}
+
+export interface VirtioTestMachineOptions {
+  memorySize?: number;
+  /** record KVM wiring calls instead of running without KVM plumbing */
+  kvm?: RecordedKvm;
+}
+
 /** A Machine whose RAM native workers can reach; records interrupts like TestMachine. */
 export class VirtioTestMachine implements Machine {
   readonly io = new TestIoSpace();
@@ -65,9 +103,9 @@ export class VirtioTestMachine implements Machine {
   readonly suspends: SuspendHow[] = [];
   private readonly closers: Array<() => void> = [];
 
-  constructor(memorySize = 16 << 20) {
-    this.memory = new NativeGuestMemory(memorySize);
-    this.dataPath = { memoryHandle: this.memory.ram, onClose: (fn) => void this.closers.push(fn) };
+  constructor(opts: VirtioTestMachineOptions = {}) {
+    this.memory = new NativeGuestMemory(opts.memorySize ?? 16 << 20);
+    this.dataPath = { memoryHandle: this.memory.ram, kvm: opts.kvm, onClose: (fn) => void this.closers.push(fn) };
   }
   suspend(how: SuspendHow): void {
     this.suspends.push(how);
@@ -174,13 +212,24 @@ export class LegacyVirtioPci {
     return this.reg(this.configBase() + off, size);
   }
 
-  /** Programs MSI-X entries (address 0xfee00000, data 0x40 + i) and enables MSI-X. */
-  enableMsix(vectors: number): void {
+  /** Guest-physical address of the MSI-X table (from the capability and the BAR it names). */
+  msixTableBase(): number {
     const cap = this.findCap(0x11);
     if (cap === 0) throw new Error('no MSI-X capability');
     const tableReg = this.cfgRead(cap + 4, 4);
     const bar = tableReg & 7;
-    const base = ((this.cfgRead(0x10 + bar * 4, 4) & ~0xf) >>> 0) + ((tableReg & ~7) >>> 0);
+    return ((this.cfgRead(0x10 + bar * 4, 4) & ~0xf) >>> 0) + ((tableReg & ~7) >>> 0);
+  }
+
+  /** Writes dword `dword` (0 address low, 1 high, 2 data, 3 vector control) of MSI-X entry `i`. */
+  msixEntryWrite(i: number, dword: number, value: number): void {
+    this.m.mmioWrite(this.msixTableBase() + i * 16 + dword * 4, value, 4);
+  }
+
+  /** Programs MSI-X entries (address 0xfee00000, data 0x40 + i) and enables MSI-X. */
+  enableMsix(vectors: number): void {
+    const cap = this.findCap(0x11);
+    const base = this.msixTableBase();
     for (let i = 0; i < vectors; i++) {
       this.m.mmioWrite(base + i * 16, 0xfee00000, 4);
       this.m.mmioWrite(base + i * 16 + 4, 0, 4);
@@ -361,8 +410,12 @@ export class GuestAlloc {
  * A machine with one virtio device in slot `slot`, built from a bhyve command line fragment, e.g.
  * `['-s', '3,virtio-blk,/tmp/disk.img']` (add '-W' for MSI instead of MSI-X).
  */
-export function virtioMachine(args: string[], slot: number, memorySize?: number): { m: VirtioTestMachine; bus: PciBus; dev: LegacyVirtioPci; warnings: string[] } {
-  const m = new VirtioTestMachine(memorySize);
+export function virtioMachine(
+  args: string[],
+  slot: number,
+  opts: VirtioTestMachineOptions = {},
+): { m: VirtioTestMachine; bus: PciBus; dev: LegacyVirtioPci; warnings: string[] } {
+  const m = new VirtioTestMachine(opts);
   const warnings: string[] = [];
   const { tree } = parseCommandLine([...args, 'vm'], (w) => warnings.push(w));
   const bus = initPci({ tree, machine: m, layout: memoryLayout(GiB), bootrom: false, warn: (w) => warnings.push(w) });

@@ -51,8 +51,11 @@ export interface PciDeviceModel {
   barMapped?(bar: number, mapped: boolean, addr: number): void;
   /** Called when the INTx/MSI/MSI-X enable state changes (for devices that choose their interrupt path). */
   interruptModeChanged?(): void;
-  /** Called after a guest write to the MSI-X table or control (for devices that route vectors natively). */
-  msixChanged?(): void;
+  /**
+   * Called after a guest write that may change where interrupts go: an MSI-X table entry, the MSI-X enable or
+   * function-mask bits, or the MSI address/data (for devices that route vectors natively, e.g. by irqfd).
+   */
+  interruptRouteChanged?(): void;
 }
 
 /** The interrupt wiring the bus sets up for a function's INTx pin. */
@@ -287,7 +290,7 @@ export class PciFunction {
     const rel = offset - m.tableOffset;
     if (rel % 4 !== 0) return;
     m.table[rel >>> 2] = value >>> 0;
-    this.model.msixChanged?.();
+    this.model.interruptRouteChanged?.();
   }
 
   // --- INTx ----------------------------------------------------------------------------------------------
@@ -358,14 +361,18 @@ export class PciFunction {
       // MSI enable and Multiple Message Enable (never more than the device can send), address and data.
       const mme = Math.min((newCtl & PCIM_MSICTRL_MME_MASK) >> 4, (oldCtl >> 1) & 7);
       this.set16(start + 2, (oldCtl & ~(PCIM_MSICTRL_MSI_ENABLE | PCIM_MSICTRL_MME_MASK)) | (newCtl & PCIM_MSICTRL_MSI_ENABLE) | (mme << 4));
+      const msg = [this.get32(start + 4), this.get32(start + 8), this.get16(start + 12)];
       this.set32(start + 4, nv.getUint32(4, true) & ~3);
       this.set32(start + 8, nv.getUint32(8, true));
       this.set16(start + 12, nv.getUint16(12, true));
+      if (msg[0] !== this.get32(start + 4) || msg[1] !== this.get32(start + 8) || msg[2] !== this.get16(start + 12)) {
+        this.model.interruptRouteChanged?.();
+      }
     } else if (id === PCIY_MSIX) {
       // Only the enable and function-mask bits; the table size and locations are read-only.
       const bits = PCIM_MSIXCTRL_MSIX_ENABLE | PCIM_MSIXCTRL_FUNCTION_MASK;
       this.set16(start + 2, (oldCtl & ~bits) | (newCtl & bits));
-      if (((oldCtl ^ newCtl) & bits) !== 0) this.model.msixChanged?.();
+      if (((oldCtl ^ newCtl) & bits) !== 0) this.model.interruptRouteChanged?.();
     } else if (id === PCIY_EXPRESS) {
       // Device and link control/status are accepted; the capability registers stay read-only.
       for (const [lo, hi] of [[0x08, 0x0c], [0x10, 0x14]] as const) {

@@ -4,7 +4,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GuestAlloc, virtioMachine, type LegacyVirtioPci, type Seg, type SplitQueueDriver, type VirtioTestMachine } from '../../harness/virtio-driver.js';
+import { GuestAlloc, virtioMachine, type LegacyVirtioPci, type RecordedKvm, type Seg, type SplitQueueDriver, type VirtioTestMachine } from '../../harness/virtio-driver.js';
 
 export const T_IN = 0;
 export const T_OUT = 1;
@@ -39,6 +39,8 @@ export interface RigOptions {
   /** features the driver accepts (default: everything offered) */
   accept?: (offered: number) => number;
   msix?: boolean;
+  /** record the device's KVM wiring (ioeventfd, irqfd, MSI routes) */
+  kvm?: RecordedKvm;
 }
 
 /** The byte at `off` of the initial disk pattern. */
@@ -56,7 +58,7 @@ export function rig(o: RigOptions = {}): BlkRig {
   const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-vblk-'));
   const disk = makeDisk(dir, o.size ?? 1 << 20, o.sparse);
   const spec = `3,virtio-blk,${disk}${o.opts ? ',' + o.opts : ''}`;
-  const { m, dev, warnings } = virtioMachine([...(o.flags ?? []), '-s', spec], 3);
+  const { m, dev, warnings } = virtioMachine([...(o.flags ?? []), '-s', spec], 3, { kvm: o.kvm });
   if (o.msix) {
     dev.enableMsix(2);
   }
