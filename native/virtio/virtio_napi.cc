@@ -186,13 +186,14 @@ class BlkWorkerWrap : public Napi::ObjectWrap<BlkWorkerWrap> {
     if (info.Length() < 4 || !info[2].IsObject() || !info[3].IsFunction())
       { ThrowType(env, "BlkWorker(memory, backend, config, onEvent)"); return; }
     BlkWorkerConfig cfg;
-    // Guest memory: a test GuestRam (shared ownership) or a VM's (the VM outlives its devices: the device
-    // stops its worker before the VM closes, and the reference below keeps the VM object from collection).
+    // Guest memory: a test GuestRam or a VM's, both shared with the worker, so a worker that outlived its
+    // VM's close() would still translate against a live map (the VM never unmaps guest RAM; the device
+    // stops its worker before the VM closes anyway).
     bool tagged = false;
     if (info[0].IsObject() && napi_check_object_type_tag(env, info[0], &kRamTag, &tagged) == napi_ok && tagged) {
       cfg.memory = GuestRamWrap::Unwrap(info[0].As<Napi::Object>())->memory();
     } else if (vmm::Vm* vm = UnwrapVm(info[0])) {
-      cfg.memory = std::shared_ptr<const GuestMemory>(std::shared_ptr<const GuestMemory>(), &vm->memory());
+      cfg.memory = vm->sharedMemory();
     } else {
       { ThrowType(env, "BlkWorker: memory must be a GuestRam or a live NativeVm"); return; }
     }
