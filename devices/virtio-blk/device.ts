@@ -4,6 +4,7 @@
 // register and raises interrupts through an irqfd, so no JavaScript runs per request. Without KVM (the
 // device harness) the same worker is woken by an eventfd the transport signals and reports interrupts back
 // through a callback.
+import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import { BhyveError, ExitStatus } from '../../src/config/errors.js';
 import { PCIC_STORAGE } from '../../src/platform/pci/regs.js';
 import type { DataPath } from '../../src/platform/machine.js';
@@ -12,6 +13,7 @@ import type { PciDeviceFactory } from '../device.js';
 import { bit, VIRTIO_DEV_BLOCK, VIRTIO_PCI_QUEUE_NOTIFY, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC, VIRTIO_TYPE_BLOCK } from '../virtio/constants.js';
 import { VIRTIO_REG_BAR, VirtioPciTransport, type QueueConfig, type VirtioDevice } from '../virtio/pci-transport.js';
 import {
+  BLK_CFG,
   BLK_CONFIG_SIZE,
   blkConfigBytes,
   blkFeatures,
@@ -25,6 +27,9 @@ import {
 } from './config-space.js';
 import { nativeErrorParts, nativeVirtio, WORKER_EVENT_INTERRUPT, WORKER_EVENT_NEEDS_RESET, type NativeBlkWorker, type NativeBlockBackend } from './native.js';
 import { readBlockOptions, type BlockOptions } from './options.js';
+
+/** How often the disk's size is checked for resizes. */
+const RESIZE_POLL_MS = 1000;
 
 export class VirtioBlkDevice implements VirtioDevice {
   readonly pciDeviceId = VIRTIO_DEV_BLOCK;
@@ -50,9 +55,11 @@ export class VirtioBlkDevice implements VirtioDevice {
   private features = 0;
   private transport?: VirtioPciTransport;
   private closed = false;
+  private sizeWatch?: (cur: Stats, prev: Stats) => void;
 
   constructor(
     private readonly backend: NativeBlockBackend,
+    /** `size` follows resizes of the disk */
     readonly geometry: BlkGeometry,
     readonly options: BlockOptions,
     private readonly dataPath: DataPath | undefined,
@@ -62,6 +69,35 @@ export class VirtioBlkDevice implements VirtioDevice {
     this.config = blkConfigBytes(geometry);
     this.configView = new DataView(this.config.buffer);
     dataPath?.onClose(() => this.close());
+  }
+
+  /** Connects the transport (for configuration-change interrupts) and starts watching the disk for resizes. */
+  attach(transport: VirtioPciTransport): void {
+    this.transport = transport;
+    // bhyve hears of resizes from kqueue on the vnode. Here the size is polled (a stat a second, off the
+    // request path: inotify would wake JavaScript on every guest write). The poll never keeps the process
+    // alive on its own.
+    this.sizeWatch = (cur, prev) => {
+      if (cur.size !== prev.size) this.checkResize();
+    };
+    watchFile(this.options.path, { persistent: false, interval: RESIZE_POLL_MS }, this.sizeWatch);
+  }
+
+  /** Re-reads the disk size; a change updates `capacity` and raises the configuration interrupt. */
+  checkResize(): boolean {
+    if (this.closed) return false;
+    let size: number;
+    try {
+      size = this.backend.refresh();
+    } catch {
+      return false;
+    }
+    if (size === this.geometry.size) return false;
+    this.geometry.size = size;
+    this.configView.setBigUint64(BLK_CFG.capacity, BigInt(Math.floor(size / 512)), true);
+    this.warn(`${this.transport?.fn.label ?? 'virtio-blk'}: disk resized to ${size} bytes`);
+    this.transport?.configChanged();
+    return true;
   }
 
   configRead(offset: number, size: 1 | 2 | 4): number {
@@ -217,6 +253,7 @@ export class VirtioBlkDevice implements VirtioDevice {
     if (this.closed) return;
     this.stopWorker();
     this.closed = true;
+    if (this.sizeWatch) unwatchFile(this.options.path, this.sizeWatch);
     this.notifyFd?.close();
     this.interruptFd?.close();
     this.backend.close();
@@ -249,5 +286,7 @@ export const createVirtioBlk: PciDeviceFactory = (ctx) => {
   };
   const device = new VirtioBlkDevice(backend, geometry, opts, ctx.machine.dataPath, ctx.warn);
   const msix = ctx.tree.getBoolDefault('virtio_msix', true);
-  return new VirtioPciTransport(ctx.fn, device, ctx, { msix });
+  const transport = new VirtioPciTransport(ctx.fn, device, ctx, { msix });
+  device.attach(transport);
+  return transport;
 };

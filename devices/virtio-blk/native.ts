@@ -25,6 +25,8 @@ export interface BackendInfo {
 
 export interface NativeBlockBackend {
   info(): BackendInfo;
+  /** Re-reads the size after a resize; returns it in bytes (range checks use it from then on). */
+  refresh(): number;
   close(): void;
 }
 

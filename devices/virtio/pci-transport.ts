@@ -183,6 +183,11 @@ export class VirtioPciTransport implements PciDeviceModel {
     else this.fn.assertLintr();
   }
 
+  /** The device configuration changed (e.g. the disk was resized): tell a running driver (§4.1.4.5). */
+  configChanged(): void {
+    if (this.status & VIRTIO_STATUS_DRIVER_OK) this.raiseConfig();
+  }
+
   /** The device found the queues broken: stop them and tell the driver (§2.1.2). */
   needsReset(): void {
     if (this.status & VIRTIO_STATUS_NEEDS_RESET) return;

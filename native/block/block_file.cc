@@ -130,6 +130,26 @@ Errno BlockFile::Open(const OpenOptions& o, std::unique_ptr<BlockFile>* out, std
   return 0;
 }
 
+uint64_t BlockFile::Refresh(Errno* err) {
+  *err = 0;
+  uint64_t bytes = 0;
+  if (isBlockDevice_) {
+    if (ioctl(fd_, BLKGETSIZE64, &bytes) != 0) {
+      *err = errno;
+      return 0;
+    }
+  } else {
+    struct stat st;
+    if (fstat(fd_, &st) != 0) {
+      *err = errno;
+      return 0;
+    }
+    bytes = uint64_t(st.st_size);
+  }
+  size_.store(bytes, std::memory_order_relaxed);
+  return bytes;
+}
+
 BlockFile::~BlockFile() {
   if (fd_ >= 0) close(fd_);
 }

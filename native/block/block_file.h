@@ -6,6 +6,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -37,7 +38,10 @@ class BlockFile {
   BlockFile(const BlockFile&) = delete;
   BlockFile& operator=(const BlockFile&) = delete;
 
-  uint64_t size() const { return size_; }
+  uint64_t size() const { return size_.load(std::memory_order_relaxed); }
+  // Re-reads the size of the file or device (it may have been resized under the VM); returns the new size,
+  // or 0 with *err set when it cannot be read. Requests check ranges against the latest size.
+  uint64_t Refresh(Errno* err);
   uint32_t logicalSector() const { return logical_; }
   uint32_t physicalSector() const { return physical_; }
   bool readOnly() const { return readOnly_; }
@@ -60,14 +64,17 @@ class BlockFile {
   // O_DIRECT needs aligned memory, offsets and lengths; unaligned guest buffers go through a bounce buffer.
   bool NeedsBounce(const struct iovec* iov, int iovcnt) const;
   Errno Transfer(const struct iovec* iov, int iovcnt, uint64_t off, bool write);
-  bool RangeOk(uint64_t off, uint64_t len) const { return off <= size_ && len <= size_ - off; }
+  bool RangeOk(uint64_t off, uint64_t len) const {
+    const uint64_t size = size_.load(std::memory_order_relaxed);
+    return off <= size && len <= size - off;
+  }
 
   int fd_ = -1;
   bool isBlockDevice_ = false;
   bool readOnly_ = false;
   bool direct_ = false;
   bool canDelete_ = false;
-  uint64_t size_ = 0;
+  std::atomic<uint64_t> size_{0};
   uint32_t logical_ = 512;
   uint32_t physical_ = 512;
 };

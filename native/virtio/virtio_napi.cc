@@ -120,6 +120,7 @@ class BackendWrap : public Napi::ObjectWrap<BackendWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "BlockBackend", {
       InstanceMethod("info", &BackendWrap::Info),
+      InstanceMethod("refresh", &BackendWrap::Refresh),
       InstanceMethod("close", &BackendWrap::Close),
     });
   }
@@ -159,6 +160,15 @@ class BackendWrap : public Napi::ObjectWrap<BackendWrap> {
     o.Set("readOnly", Napi::Boolean::New(env, file_->readOnly()));
     o.Set("canDelete", Napi::Boolean::New(env, file_->canDelete()));
     return o;
+  }
+  // Re-reads the size (after the file or device was resized); returns it in bytes.
+  Napi::Value Refresh(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!file_) { ThrowErrno(env, EBADF, "block backend closed"); return env.Undefined(); }
+    block::Errno e = 0;
+    uint64_t size = file_->Refresh(&e);
+    if (e != 0) { ThrowErrno(env, e, std::string("cannot read the disk size: ") + std::strerror(e)); return env.Undefined(); }
+    return Napi::Number::New(env, double(size));
   }
   // Drops this handle; workers that still use the file keep it open until they stop.
   Napi::Value Close(const Napi::CallbackInfo& info) {

@@ -2,9 +2,9 @@
 // flush, discard reaching the file, write zeroes, GET_ID, read-only disks, sector range checks, indirect
 // descriptors and EVENT_IDX.
 import test from 'tape';
-import { readFileSync, statSync, openSync, writeSync, closeSync } from 'node:fs';
+import { readFileSync, statSync, openSync, writeSync, closeSync, truncateSync } from 'node:fs';
 import { defaultSerial } from '../../../devices/virtio-blk/options.js';
-import { VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_WRITE_ZEROES } from '../../../devices/virtio-blk/config-space.js';
+import { BLK_CFG, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_WRITE_ZEROES } from '../../../devices/virtio-blk/config-space.js';
 import { bit, VIRTIO_RING_F_EVENT_IDX } from '../../../devices/virtio/constants.js';
 import { GuestAlloc } from '../../harness/virtio-driver.js';
 import { header, pattern, rangeSegment, request, rig, S_IOERR, S_OK, S_UNSUPP, T_DISCARD, T_FLUSH, T_GET_ID, T_IN, T_OUT, T_WRITE_ZEROES } from './helpers.js';
@@ -369,6 +369,26 @@ test('nocache: a 3 MiB request through unaligned buffers bounces in bounded chun
     ok = true;
     for (const [i, n] of rparts.entries()) for (let j = 0; j < n && ok; j++) if (r.m.memory.bytes[rbufs[i]! + j] !== ((k++ * 31 + 7) & 0xff)) ok = false;
     t.ok(ok, 'read back in order');
+  } finally {
+    r.close();
+  }
+});
+
+test('a resized disk: new capacity in the configuration, a configuration interrupt, ranges follow', async (t) => {
+  const r = rig({ msix: true, size: 1 << 20 });
+  try {
+    t.equal((await request(r, T_IN, 3000, 512)).status, S_IOERR, 'sector 3000 is past a 1 MiB disk');
+    truncateSync(r.disk, 2 << 20);
+    await r.m.irq.waitFor(() => r.m.irq.events.some((e) => e.kind === 'msi' && e.data === 0x40), 5000, 'configuration vector');
+    t.equal(r.dev.config(BLK_CFG.capacity, 4), (2 << 20) / 512, 'capacity grew to 2 MiB');
+    const rep = await request(r, T_IN, 3000, 512);
+    t.equal(rep.status, S_OK, 'sector 3000 now reads');
+    t.ok(rep.data.every((b) => b === 0), 'as zeros (the new space is a hole)');
+    truncateSync(r.disk, 1 << 20);
+    await r.m.irq.waitFor(() => r.m.irq.events.filter((e) => e.kind === 'msi' && e.data === 0x40).length >= 2, 5000, 'second configuration interrupt');
+    t.equal(r.dev.config(BLK_CFG.capacity, 4), (1 << 20) / 512, 'capacity shrank back');
+    t.equal((await request(r, T_IN, 3000, 512)).status, S_IOERR, 'sector 3000 is out of range again');
+    t.ok(r.warnings.some((w) => /resized/.test(w)), 'the operator is told');
   } finally {
     r.close();
   }
