@@ -7,7 +7,7 @@ import { readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { SECTOR, directIoDir, makeDisk, patternMismatches, qemuVirtioBlkArgs, tsbhyveVirtioBlkUnsupported } from '../../firmware/testguest/disk.js';
-import { parseTestguestOutput, runTestguestInQemu, runTestguestInTsbhyve } from '../../firmware/testguest/index.js';
+import { parseBench, parseTestguestOutput, runTestguestInQemu, runTestguestInTsbhyve } from '../../firmware/testguest/index.js';
 
 const DISK_BYTES = 8 << 20;
 const SECTORS = DISK_BYTES / SECTOR;
@@ -114,6 +114,15 @@ test('QEMU shell: disk write / disk read', async (t) => {
   if (m) t.equal(m[1], crc32(sector).toString(16).padStart(8, '0'), 'the crc32 the guest read matches the file');
 });
 
+test('QEMU bench=virtio-blk: each workload prints a result line', async (t) => {
+  const file = freshDisk(0x11);
+  for (const w of ['randread4k', 'randwrite4k', 'seqread128k', 'notify']) {
+    const r = await runTestguestInQemu({ append: `bench=virtio-blk,${w},ms=150`, extraArgs: qemuVirtioBlkArgs(file) });
+    const [b] = parseBench(r.output);
+    t.ok(b && b.workload === w && b.numbers.ops! > 0 && b.numbers.errors === 0, `${w}: ${b ? `${b.numbers.iops} IOPS, ${b.numbers.ns_per_op} ns/op` : 'no line'}`);
+  }
+});
+
 // ---- tsbhyve ----
 
 async function tsbhyveSkip(t: Test): Promise<boolean> {
@@ -192,4 +201,15 @@ test('tsbhyve virtio-blk: hostile requests, then good ones (strict: no silent st
   t.ok(out.checks.filter((c) => /hostile .*good read .* correct afterwards/.test(c.details)).length >= 6, 'good reads after each case');
   t.equal(r.code, 1, 'tsbhyve itself survived and the guest powered off');
   t.comment(`tsbhyve said: ${r.stderr.trim().split('\n').join(' | ')}`);
+});
+
+test('tsbhyve bench=virtio-blk: each workload prints a result line', async (t) => {
+  if (await tsbhyveSkip(t)) return;
+  const file = freshDisk(0x11);
+  for (const w of ['randread4k', 'randwrite4k', 'seqread128k', 'notify']) {
+    const r = await runTestguestInTsbhyve({ append: `bench=virtio-blk,${w},ms=150`, extraArgs: ['-s', `3,virtio-blk,${file}`] });
+    const [b] = parseBench(r.stdout);
+    t.ok(b && b.workload === w && b.numbers.ops! > 0 && b.numbers.errors === 0, `${w}: ${b ? `${b.numbers.iops} IOPS, ${b.numbers.ns_per_op} ns/op` : 'no line'}`);
+    t.equal(r.code, 1);
+  }
 });
