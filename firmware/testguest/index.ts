@@ -282,7 +282,8 @@ export interface TsbhyveRunOptions {
   vmName?: string;
 }
 
-let vmSerial = 0;
+/** Name slots in use by this process's running VMs: sequential runs reuse slot 0 (one lock file per process). */
+const vmSlots = new Set<number>();
 
 export interface TsbhyveRunResult {
   /** stdout and stderr as they arrived, interleaved (tsbhyve's own messages can split a guest line). */
@@ -307,11 +308,14 @@ export function tsbhyveBin(): string {
 
 /** Boots the guest with tsbhyve's direct PVH boot, COM1 on stdio, as bhyve would run it. */
 export function runTestguestInTsbhyve(opts: TsbhyveRunOptions): Promise<TsbhyveRunResult> {
+  let slot = 0;
+  while (vmSlots.has(slot)) slot++;
+  vmSlots.add(slot);
   const args = [
     tsbhyveBin(), '-c', String(opts.cpus ?? 2), '-m', `${opts.memMiB ?? 256}M`,
     '-s', '0,hostbridge', '-s', '31,lpc', '-l', 'com1,stdio',
     '-o', `boot.kernel=${testguestPath()}`, '-o', `boot.cmdline=${opts.append}`,
-    ...(opts.extraArgs ?? []), opts.vmName ?? `testguest-${process.pid}-${++vmSerial}`,
+    ...(opts.extraArgs ?? []), opts.vmName ?? `testguest-${process.pid}-${slot}`,
   ];
   const start = Date.now();
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -337,6 +341,7 @@ export function runTestguestInTsbhyve(opts: TsbhyveRunOptions): Promise<TsbhyveR
   return new Promise((resolve) => {
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      vmSlots.delete(slot);
       resolve({ output, stdout, stderr, code, signal, timedOut, firstLineMs, elapsedMs: Date.now() - start });
     });
   });
