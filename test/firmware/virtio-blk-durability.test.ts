@@ -29,15 +29,21 @@ test(`tsbhyve virtio-blk: flushed records survive SIGKILL (${ROUNDS} rounds)`, a
       makeDisk(file, DISK_BYTES);
       const seed = 0x10000 + round * 7919 + Math.floor(Math.random() * 1000);
       const cache = round % 2 === 0 ? '' : ',nocache';
-      // Kill 0-400 ms after the first flushed record: early, mid-run or (rarely) after the end.
-      const delayMs = Math.floor(Math.random() * 400);
+      // Kill once the guest reported at least `target` records (1-200 of 1024), a further 0-30 ms later: the kill
+      // lands at a random point of a later batch's writes or FLUSH, independent of how fast this host is.
+      const target = 1 + Math.floor(Math.random() * 200);
+      const delayMs = Math.floor(Math.random() * 30);
       let armed = false;
       const r = await runTestguestInTsbhyve({
         append: `test=virtio-blk-durable,seed=${seed},batch=4`,
         extraArgs: ['-s', `3,virtio-blk,${file}${cache}`],
         timeoutMs: 30000,
         onOutput: (output, child) => {
-          if (armed || !output.includes('TESTGUEST durable flushed=')) return;
+          if (armed) return;
+          const complete = output.slice(0, output.lastIndexOf('\n') + 1); // whole lines only
+          const last = complete.lastIndexOf('TESTGUEST durable flushed=');
+          const m = last < 0 ? null : /flushed=(\d+)/.exec(complete.slice(last));
+          if (!m || Number(m[1]) < target) return;
           armed = true;
           setTimeout(() => child.kill('SIGKILL'), delayMs);
         },
@@ -49,7 +55,7 @@ test(`tsbhyve virtio-blk: flushed records survive SIGKILL (${ROUNDS} rounds)`, a
       const midway = r.signal === 'SIGKILL';
       if (midway) killedMidway++;
       totalFlushed += flushed;
-      t.ok(flushed > 0, `round ${round}${cache}: ${flushed} records reported flushed (${midway ? `SIGKILL after ${delayMs} ms` : `finished, exit ${r.code}`})`);
+      t.ok(flushed > 0, `round ${round}${cache}: ${flushed} records reported flushed (${midway ? `SIGKILL ${delayMs} ms after ${target}` : `finished, exit ${r.code}`})`);
       t.deepEqual(bad.slice(0, 5), [], `round ${round}: every flushed record is in the file`);
       t.notOk(r.timedOut, `round ${round}: ended before the time limit`);
     }
