@@ -84,6 +84,14 @@ test('QEMU virtio-blk: INTx when told to (irq=intx, vectors=0)', async (t) => {
   t.ok(out.checks.some((c) => /read completion by intx interrupt/.test(c.details)), 'completion by INTx');
 });
 
+test('QEMU virtio-blk: without MSI-X (vectors=0) and no MSI capability the driver falls back to INTx', async (t) => {
+  const file = freshDisk();
+  const r = await runTestguestInQemu({ append: 'test=virtio-blk,seed=4,span=2048', extraArgs: qemuVirtioBlkArgs(file, { device: ',vectors=0' }) });
+  const out = guestPassed(t, r.output);
+  t.ok(out.checks.some((c) => /interrupt mode intx in use \(asked msix, not offered: fallback\)/.test(c.details)), 'fell back to INTx');
+  t.ok(out.checks.some((c) => /read completion by intx interrupt/.test(c.details)), 'completion by INTx');
+});
+
 test('QEMU virtio-blk: a read-only disk refuses writes with IOERR', async (t) => {
   const file = freshDisk(0x3c);
   const r = await runTestguestInQemu({ append: 'test=virtio-blk,ro=1', extraArgs: qemuVirtioBlkArgs(file, { readonly: true }) });
