@@ -12,6 +12,7 @@ import { COM_PORTS } from '../platform/isa/uart16550.js';
 import { initPci } from '../platform/pci/init.js';
 import { buildFirmwareTables, type PciRootBridge } from '../platform/tables.js';
 import type { PciBus } from '../platform/pci/bus.js';
+import type { PciFunction } from '../platform/pci/function.js';
 import { applyBootPlan, planDirectBoot, LoaderError } from '../loader/index.js';
 import { VmmError } from './errors.js';
 import { BOOTROM_BASE, BOOTROM_SIZE, KVM_PRIVATE, type MemoryLayout } from './memmap.js';
@@ -80,6 +81,7 @@ export async function startVm(req: StartRequest): Promise<number> {
       fwcfgFiles: req.fwcfgFiles,
       e820,
       sigtermPowerButton: req.sigtermPowerButton ?? true,
+      bootorder: bootOrder(tree, pci),
     });
     await isa.ready;
     if (tables) {
@@ -122,6 +124,28 @@ export async function startVm(req: StartRequest): Promise<number> {
     machine?.close();
     vm.close();
   }
+}
+
+/**
+ * fw_cfg "bootorder": one OpenFirmware path per device with a `bootindex`, lowest index first (bhyve's
+ * pci_emul_add_boot_device); undefined when no device asked for one.
+ */
+function bootOrder(tree: ConfigTree, pci: PciBus): string | undefined {
+  const entries: Array<{ index: number; fn: PciFunction }> = [];
+  for (const fn of pci.all()) {
+    const v = tree.get(`pci.${fn.bus}.${fn.slot}.${fn.func}.bootindex`);
+    if (v === undefined) continue;
+    const index = Number.parseInt(v, 10);
+    if (!Number.isInteger(index) || index < 0) throw fail(`Invalid bootindex ${v} for ${fn.label}`);
+    const clash = entries.find((e) => e.index === index);
+    if (clash) throw fail(`Could not set bootindex ${index} for ${fn.label}. Bootindex already occupied by ${clash.fn.label}`);
+    entries.push({ index, fn });
+  }
+  if (entries.length === 0) return undefined;
+  return entries
+    .sort((a, b) => a.index - b.index)
+    .map((e) => `/pci@i0cf8/pci@${e.fn.slot},${e.fn.func}\n`)
+    .join('');
 }
 
 function readInput(path: string, key: string): Uint8Array {

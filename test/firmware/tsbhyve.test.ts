@@ -2,7 +2,8 @@
 // pass the suites, and each way of ending the VM must give bhyve's exit status. Skipped when
 // the addon is not built or /dev/kvm is not usable.
 import test from 'tape';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseBench, parseTestguestOutput, runTestguestInTsbhyve, testguestDir, tsbhyveBin } from '../../firmware/testguest/index.js';
 
@@ -45,6 +46,22 @@ test('tsbhyve: CMOS memory bytes with 4 GiB (1 GiB above 4 GiB)', { skip }, asyn
   t.deepEqual(out.done, { pass: out.pass, fail: 0 });
   t.ok(/0x5b-0x5d=0x004000/.test(r.output), 'highmem / 64 KiB = 0x4000');
   t.equal(r.code, 1);
+});
+
+test('tsbhyve: fw_cfg (lpc.fwcfg=qemu) with bootorder built from bootindex, lowest first', { skip }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-bootorder-'));
+  const [a, b] = [join(dir, 'a.img'), join(dir, 'b.img')];
+  for (const f of [a, b]) writeFileSync(f, Buffer.alloc(1 << 20));
+  const r = await runTestguestInTsbhyve({
+    append: 'test=platform fwcfg=1',
+    extraArgs: ['-s', `4,virtio-blk,${a},bootindex=2`, '-s', `5:1,virtio-blk,${b},bootindex=1`, '-o', 'lpc.fwcfg=qemu'],
+  });
+  const out = parseTestguestOutput(r.output);
+  t.deepEqual(out.done, { pass: out.pass, fail: 0 }, 'platform checks incl. fw_cfg signature, nb_cpus and etc/e820');
+  const order = [...r.output.matchAll(/TESTGUEST platform INFO bootorder (\S+)/g)].map((m) => m[1]);
+  t.deepEqual(order, ['/pci@i0cf8/pci@5,1', '/pci@i0cf8/pci@4,0']);
+  t.equal(r.code, 1);
+  rmSync(dir, { recursive: true, force: true });
 });
 
 // bhyve-facts §4.9: S5 -> 1, reset (0xCF9 or 8042) -> 0, triple fault -> 3.

@@ -175,6 +175,21 @@ static void check_fwcfg(void) {
 		uint64_t fw_low = fwcfg_e820_lowmem(&f);
 		check(fw_low == low, "fw_cfg etc/e820 lowmem_end=0x%lx matches memmap 0x%lx", fw_low, low);
 	}
+	/* bootorder (present when a device has a bootindex): one INFO line per entry, for the host to compare. */
+	struct fwcfg_file bo = { 0, 0, "" };
+	if (fwcfg_find_file("bootorder", &bo) && check(bo.size > 0 && bo.size < 512, "fw_cfg file bootorder size=%u", bo.size)) {
+		static char text[512];
+		fwcfg_read(bo.select, text, bo.size);
+		text[bo.size] = 0;
+		for (char *line = text, *nl; *line; line = nl + 1) {
+			nl = line;
+			while (*nl && *nl != '\n') nl++;
+			int last = *nl == 0;
+			*nl = 0;
+			if (*line) print("TESTGUEST platform INFO bootorder %s\n", line);
+			if (last) break;
+		}
+	}
 }
 
 static void check_runtime(void) {
