@@ -269,30 +269,26 @@ class VmWrap : public Napi::ObjectWrap<VmWrap> {
     }
     return out;
   }
+  // Arguments (vcpu, BigUint64Array of exactly n elements): the array's storage, or null after throwing.
+  uint64_t* RegisterArrayArgs(const Napi::CallbackInfo& info, size_t n, int* id) {
+    if (!Live(info.Env()) || !IntArg(info, 0, id)) return nullptr;
+    if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array ||
+        info[1].As<Napi::TypedArray>().ElementLength() != n) {
+      TypeFail(info.Env(), "expected a BigUint64Array of the register layout's length");
+      return nullptr;
+    }
+    return info[1].As<Napi::TypedArrayOf<uint64_t>>().Data();
+  }
   template <int N, Status (Vm::*Fn)(int, uint64_t*)>
   Napi::Value GetArray(const Napi::CallbackInfo& info) {
     int id;
-    if (!Live(info.Env()) || !IntArg(info, 0, &id)) return {};
-    if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array ||
-        info[1].As<Napi::TypedArray>().ElementLength() != N) {
-      TypeFail(info.Env(), "expected a BigUint64Array of the register layout's length");
-      return {};
-    }
-    auto a = info[1].As<Napi::TypedArrayOf<uint64_t>>();
-    Throw(info.Env(), (vm_.get()->*Fn)(id, a.Data()));
+    if (uint64_t* a = RegisterArrayArgs(info, N, &id)) Throw(info.Env(), (vm_.get()->*Fn)(id, a));
     return {};
   }
   template <int N, Status (Vm::*Fn)(int, const uint64_t*)>
   Napi::Value SetArray(const Napi::CallbackInfo& info) {
     int id;
-    if (!Live(info.Env()) || !IntArg(info, 0, &id)) return {};
-    if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array ||
-        info[1].As<Napi::TypedArray>().ElementLength() != N) {
-      TypeFail(info.Env(), "expected a BigUint64Array of the register layout's length");
-      return {};
-    }
-    auto a = info[1].As<Napi::TypedArrayOf<uint64_t>>();
-    Throw(info.Env(), (vm_.get()->*Fn)(id, a.Data()));
+    if (uint64_t* a = RegisterArrayArgs(info, N, &id)) Throw(info.Env(), (vm_.get()->*Fn)(id, a));
     return {};
   }
   Napi::Value GetRegs(const Napi::CallbackInfo& info) { return GetArray<vmm::kRegCount, &Vm::GetRegs>(info); }
