@@ -42,6 +42,7 @@ void ExitChannel::Init(int n) {
     slots_[i].vcpu = static_cast<uint32_t>(i);
   }
   count_ = n;
+  vcpuBackoff_.assign(n, SpinBackoff{});
 }
 
 void ExitChannel::Ring() {
@@ -68,14 +69,19 @@ void ExitChannel::Call(ExitSlot* s) {
     if (notify_) notify_();
   }
   // The answer usually comes within a few microseconds; spin up to callSpinNs_ before sleeping.
-  const int64_t until = NowNs() + callSpinNs_.load(std::memory_order_relaxed);
-  for (unsigned i = 1;; i++) {
-    if (s->state.load(std::memory_order_acquire) == kSlotResponse) {
-      s->state.store(kSlotIdle, std::memory_order_relaxed);
-      return;
+  SpinBackoff& backoff = vcpuBackoff_[s->vcpu];
+  if (backoff.SpinNow()) {
+    const int64_t until = NowNs() + callSpinNs_.load(std::memory_order_relaxed);
+    for (unsigned i = 1;; i++) {
+      if (s->state.load(std::memory_order_acquire) == kSlotResponse) {
+        s->state.store(kSlotIdle, std::memory_order_relaxed);
+        backoff.Hit();
+        return;
+      }
+      if ((i & 63) == 0 && (NowNs() >= until || shutdown_.load(std::memory_order_relaxed))) break;
+      CpuRelax();
     }
-    if ((i & 63) == 0 && (NowNs() >= until || shutdown_.load(std::memory_order_relaxed))) break;
-    CpuRelax();
+    backoff.Miss();
   }
   s->waiting.store(1, std::memory_order_seq_cst);
   while (s->state.load(std::memory_order_seq_cst) == kSlotRequest) {
@@ -112,11 +118,15 @@ int ExitChannel::Pump(int done, int64_t spinNs, int64_t waitNs, const std::atomi
   Complete(done);
   pumping_.store(true, std::memory_order_seq_cst);
   attention_.store(false, std::memory_order_seq_cst);
+  if (!mainBackoff_.SpinNow()) spinNs = 0;
   const int64_t spinUntil = NowNs() + spinNs;
   // Phase 1: spin, for exits that follow each other within microseconds.
   for (unsigned iter = 0;; iter++) {
     int i = Scan();
-    if (i >= 0) return i;
+    if (i >= 0) {
+      if (spinNs > 0) mainBackoff_.Hit();
+      return i;
+    }
     if (running.load(std::memory_order_acquire) == 0) {
       pumping_.store(false);
       return -2;
@@ -124,6 +134,7 @@ int ExitChannel::Pump(int done, int64_t spinNs, int64_t waitNs, const std::atomi
     if ((iter & 63) == 0 && NowNs() >= spinUntil) break;
     CpuRelax();
   }
+  if (spinNs > 0) mainBackoff_.Miss();
   // Phase 2: sleep on the doorbell, so a busy host gives the CPU to the vCPU thread instead of to a
   // spinning main thread; the vCPU rings it after posting.
   const int64_t waitUntil = spinUntil + waitNs;

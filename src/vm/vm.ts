@@ -1,6 +1,7 @@
 // The VM core: bhyve's libvmmapi calls (vm_openf, vm_set_topology, vm_vcpu_open, vm_setup_memory,
 // vm_create_devmem/vm_mmap_memseg, interrupts, registers, vm_suspend) plus the run loop that drives the
 // vCPU threads and dispatches exits to TypeScript devices. See docs/vmm.md.
+import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 
 import { nativeCall, VmmError } from './errors.js';
@@ -54,7 +55,8 @@ export interface MemoryFlags {
 export interface RunOptions {
   /** host CPUs per vCPU (bhyve vcpu.N.cpuset); empty or missing = not pinned */
   cpusets?: number[][];
-  /** how long the main thread spins for the next exit (default 0: spinning measured 2-5x slower here) ... */
+  /** how long the main thread spins for the next exit (default 50 us when the host has a CPU to spare
+   *  beyond one per vCPU, else 0; docs/vmm.md has the measurements) ... */
   spinMicros?: number;
   /** ... then sleeps on the channel's doorbell (default 500 us) before returning to the event loop */
   waitMicros?: number;
@@ -62,6 +64,12 @@ export interface RunOptions {
   vcpuSpinMicros?: number;
   /** longest stretch of back-to-back exits handled before yielding to the event loop */
   sliceMillis?: number;
+}
+
+/** The main thread spins for the next exit only when it does not take a vCPU's CPU: spinning saves the
+ *  futex wake-up (about 10 us here, bench/exits) but on a CPU shared with a vCPU thread it delays the guest. */
+export function defaultSpinMicros(vcpus: number): number {
+  return availableParallelism() > vcpus ? 50 : 0;
 }
 
 export const PROT_READ = 1;
@@ -324,7 +332,7 @@ export class Vm {
         this.running = {
           resolve,
           channel,
-          spinNs: Math.round((opts.spinMicros ?? 0) * 1000),
+          spinNs: Math.round((opts.spinMicros ?? defaultSpinMicros(this.vcpus.length)) * 1000),
           waitNs: Math.round((opts.waitMicros ?? 500) * 1000),
           sliceMs: opts.sliceMillis ?? 5,
         };
