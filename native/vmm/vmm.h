@@ -90,6 +90,9 @@ class Vm {
   Status SetCapability(int vcpu, Cap cap, int value);
   Status GetCapability(int vcpu, Cap cap, int* value);
   Status SetX2apicState(int vcpu, X2apicState s);
+  // vm_inject_exception: the exception is delivered before the next instruction the vCPU executes (from
+  // an exit handler, after the exiting access completes).
+  Status InjectException(int vcpu, int vector, bool errorCodeValid, uint32_t errorCode);
   Status GetCpuid(int vcpu, uint32_t leaf, uint32_t sub, uint32_t out[4]);
   // Exit counters of one vCPU: KVM_RUN returns, port I/O, MMIO, unknown-MSR exits, exits handled by a
   // native device and by TypeScript.
@@ -140,6 +143,7 @@ class Vm {
 
   std::string name_;
   int lockFd_ = -1;
+  std::string lockPath_;
   int kvmFd_ = -1;
   int vmFd_ = -1;
   int runSize_ = 0;
@@ -161,6 +165,16 @@ class Vm {
 
   struct Route { uint32_t gsi; uint32_t type; uint32_t chip; uint32_t pin; uint64_t addr; uint32_t data; };
   std::vector<Route> routes_;
+  // Live irqfd and ioeventfd registrations, made again by Reinit.
+  struct IrqfdReg { int fd; uint32_t gsi; int resampleFd; };
+  struct IoeventfdReg {
+    int fd; uint64_t addr; uint32_t len; bool pio, matchData; uint64_t data;
+    bool Same(const IoeventfdReg& o) const {
+      return fd == o.fd && addr == o.addr && len == o.len && pio == o.pio && matchData == o.matchData && data == o.data;
+    }
+  };
+  std::vector<IrqfdReg> irqfds_;
+  std::vector<IoeventfdReg> ioeventfds_;
 
   bool strictIo_ = false, strictMsr_ = true, userMsr_ = false;
   RangeTable pio_, mmio_;

@@ -91,6 +91,7 @@ class VmWrap : public Napi::ObjectWrap<VmWrap> {
       InstanceMethod("setCapability", &VmWrap::SetCapability),
       InstanceMethod("getCapability", &VmWrap::GetCapability),
       InstanceMethod("setX2apicState", &VmWrap::SetX2apicState),
+      InstanceMethod("injectException", &VmWrap::InjectException),
       InstanceMethod("getCpuid", &VmWrap::GetCpuid),
       InstanceMethod("setStrict", &VmWrap::SetStrict),
       InstanceMethod("setPciConf1", &VmWrap::SetPciConf1),
@@ -317,6 +318,20 @@ class VmWrap : public Napi::ObjectWrap<VmWrap> {
     int id, st;
     if (!Live(info.Env()) || !IntArg(info, 0, &id) || !IntArg(info, 1, &st)) return {};
     Throw(info.Env(), vm_->SetX2apicState(id, st ? vmm::X2apicState::kEnabled : vmm::X2apicState::kDisabled));
+    return {};
+  }
+  // injectException(vcpu, vector, errorCodeValid, errorCode)
+  Napi::Value InjectException(const Napi::CallbackInfo& info) {
+    int id, vector, valid;
+    uint64_t code;
+    if (!Live(info.Env()) || !IntArg(info, 0, &id) || !IntArg(info, 1, &vector) || !IntArg(info, 2, &valid) ||
+        !U64Arg(info, 3, &code))
+      return {};
+    if (code > 0xffffffffu) {
+      TypeFail(info.Env(), "error code must fit in 32 bits");
+      return {};
+    }
+    Throw(info.Env(), vm_->InjectException(id, vector, valid != 0, uint32_t(code)));
     return {};
   }
   Napi::Value GetCpuid(const Napi::CallbackInfo& info) {

@@ -24,6 +24,7 @@ export interface NativeVm {
   setCapability(vcpu: number, cap: number, value: number): void;
   getCapability(vcpu: number, cap: number): number;
   setX2apicState(vcpu: number, enabled: number): void;
+  injectException(vcpu: number, vector: number, errorCodeValid: number, errorCode: number): void;
   getCpuid(vcpu: number, leaf: number, sub: number): [number, number, number, number];
   setStrict(io: boolean, msr: boolean): void;
   setPciConf1(ecamBase: number, present: Uint8Array): void;

@@ -70,9 +70,20 @@ export class Vcpu {
     return nativeCall(() => this.nat.getCapability(this.id, cap)) !== 0;
   }
 
-  /** vm_set_x2apic_state: whether CPUID offers x2APIC to this vCPU. */
+  /** vm_set_x2apic_state: whether CPUID offers x2APIC to this vCPU and its LAPIC runs in x2APIC mode
+   *  (IA32_APIC_BASE.EXTD), as bhyve's -x does; kept across reset(). */
   setX2apicState(enabled: boolean): void {
     nativeCall(() => this.nat.setX2apicState(this.id, enabled ? 1 : 0));
+  }
+
+  /**
+   * vm_inject_exception: exception `vector` (0-31; not 2, the NMI, nor 8, #DF) is delivered before the next
+   * instruction this vCPU executes, with `errorCode` pushed when given (never in real mode). Call it while
+   * the vCPU is stopped or from its own exit handler; in a handler, the exiting access completes first.
+   * Throws EBUSY when an exception is already pending.
+   */
+  injectException(vector: number, errorCode?: number): void {
+    nativeCall(() => this.nat.injectException(this.id, vector, errorCode === undefined ? 0 : 1, errorCode ?? 0));
   }
 
   /** Exit counters since the vCPU was created (cumulative over runs). */

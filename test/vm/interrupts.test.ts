@@ -70,7 +70,8 @@ function setupIdt(vm: ReturnType<typeof newVm>): void {
   c.setSregs({ ...c.getSregs(), idt: { base: 0x4000n, limit: 0x31 * 16 - 1 }, gdt: { base: 0x5000n, limit: 23 } });
 }
 
-test('ioeventfd absorbs port writes without exits; irqfd on an MSI route interrupts the guest', (t) =>
+for (const reinit of [false, true]) {
+test(`ioeventfd absorbs port writes without exits; irqfd on an MSI route interrupts the guest${reinit ? ' (registered before a vm_reinit)' : ''}`, (t) =>
   withKvm(t, async () => {
     const vm = newVm();
     // prettier-ignore
@@ -88,6 +89,10 @@ test('ioeventfd absorbs port writes without exits; irqfd on an MSI route interru
     vm.ioeventfd(notify.fd, { addr: 0xe2, len: 1, pio: true });
     vm.setMsiRoute(64, 0xfee0_0000, 0x30);
     vm.irqfd(irq.fd, 64);
+    if (reinit) {
+      vm.reinit(); // a new KVM VM underneath: the route, irqfd and ioeventfd must be made again by the shim
+      setupIdt(vm);
+    }
     let seenE2 = 0;
     vm.registerPio(0xe2, 1, () => {
       seenE2++;
@@ -113,6 +118,7 @@ test('ioeventfd absorbs port writes without exits; irqfd on an MSI route interru
     irq.close();
     vm.close();
   }));
+}
 
 test('a level-triggered irqfd on an IOAPIC pin: delivered once, resampled at EOI', (t) =>
   withKvm(t, async () => {
@@ -196,6 +202,82 @@ test('an NMI reaches the guest through vector 2', (t) =>
     t.deepEqual(r, { status: 1, error: '' }, 'ended by the NMI handler');
     t.deepEqual(got, [2], 'vector 2 ran with interrupts disabled');
     vm.close();
+  }));
+
+test('vm_inject_exception: delivered before the next instruction, with or without an error code', (t) =>
+  withKvm(t, async () => {
+    const vm = newVm();
+    // prettier-ignore
+    load(vm, 0x1000, [
+      0xe6, 0x84,                                                 // out 0x84, al -> the test injects #GP(0x1234)
+      0xf4, 0xeb, 0xfd,                                           // hlt; jmp back
+    ]);
+    // #UD handler (no error code): report and return to the interrupted instruction
+    load(vm, 0x1800, [0xb0, 0x06, 0xe6, 0x86, 0x48, 0xcf]); // mov al, 6; out 0x86, al; iretq
+    // #GP handler: pop the error code and report it, then stop
+    load(vm, 0x1900, [0x58, 0xe7, 0x85, 0xf4]); // pop rax; out 0x85, eax; hlt
+    load(vm, 0x4000 + 6 * 16, gate(0x1800));
+    load(vm, 0x4000 + 13 * 16, gate(0x1900));
+    // prettier-ignore
+    load(vm, 0x5000, [0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0x9a, 0xaf, 0, 0xff, 0xff, 0, 0, 0, 0x92, 0xcf, 0]);
+    enterLongMode(vm, 0x1000);
+    const c = vm.vcpus[0]!;
+    c.setSregs({ ...c.getSregs(), idt: { base: 0x4000n, limit: 14 * 16 - 1 }, gdt: { base: 0x5000n, limit: 23 } });
+    t.throws(() => c.injectException(2), /NMI/, 'vector 2 is refused (NMIs have their own call)');
+    t.throws(() => c.injectException(8, 0), /double fault/, '#DF is refused');
+    t.throws(() => c.injectException(32), /0\.\.31/, 'vectors above 31 are refused');
+    c.injectException(6); // before the first instruction
+    t.throws(() => c.injectException(13, 0), (e: unknown) => e instanceof Error && /EBUSY|pending/.test(e.message), 'a second pending exception is EBUSY');
+    const events: string[] = [];
+    vm.registerPio(0x86, 1, (_c, _p, _s, _w, v) => void events.push(`#UD ${v}`));
+    vm.registerPio(0x84, 1, () => {
+      events.push('out 0x84');
+      c.injectException(13, 0x1234);
+    });
+    vm.registerPio(0x85, 1, (_c, _p, _s, _w, v) => {
+      events.push(`#GP error code 0x${v.toString(16)}`);
+      vm.suspend(SuspendHow.Poweroff);
+    });
+    const r = await vm.run();
+    t.deepEqual(r, { status: 1, error: '' }, 'ended by the #GP handler');
+    t.deepEqual(events, ['#UD 6', 'out 0x84', '#GP error code 0x1234'], '#UD ran first, then the guest continued, then #GP carried its code');
+    vm.close();
+  }));
+
+test('x2APIC state enabled puts the LAPIC in x2APIC mode, kept across vcpu_reset', (t) =>
+  withKvm(t, async () => {
+    // prettier-ignore
+    const code = [
+      0xb9, 0x1b, 0x00, 0x00, 0x00, 0x0f, 0x32, 0xe7, 0x85,       // mov ecx, 0x1b; rdmsr; out 0x85, eax (APIC base)
+      0xb9, 0x02, 0x08, 0x00, 0x00, 0x0f, 0x32, 0xe7, 0x88,       // mov ecx, 0x802; rdmsr; out 0x88, eax (x2APIC ID)
+      0xe6, 0x84, 0xf4,                                           // out 0x84 -> stop
+    ];
+    for (const enabled of [true, false]) {
+      const vm = newVm(16 << 20, 2);
+      const c = vm.vcpus[0]!;
+      c.setX2apicState(enabled);
+      c.reset();
+      const base = c.getSregs().apicBase;
+      t.equal(Boolean(base & (1n << 10n)), enabled, `${enabled ? 'enabled' : 'disabled'}: IA32_APIC_BASE.EXTD ${enabled ? 'set' : 'clear'} after reset`);
+      t.ok(base & (1n << 11n), 'the LAPIC stays globally enabled');
+      t.equal(Boolean(vm.vcpus[1]!.getSregs().apicBase & (1n << 10n)), false, 'the other vCPU keeps its own mode');
+      load(vm, 0x1000, code);
+      enterLongMode(vm, 0x1000);
+      c.setSregs({ ...c.getSregs(), idt: { base: 0n, limit: 0 } });
+      const seen: number[] = [];
+      vm.registerPio(0x85, 1, (_c, _p, _s, _w, v) => void seen.push(v));
+      vm.registerPio(0x88, 1, (_c, _p, _s, _w, v) => void seen.push(v));
+      vm.registerPio(0x84, 1, () => vm.suspend(SuspendHow.Poweroff));
+      const r = await vm.run();
+      if (enabled) {
+        t.equal(r.status, 1, 'the guest read the x2APIC ID register');
+        t.equal((seen[0]! >>> 10) & 3, 3, 'the guest sees EXTD and EN in IA32_APIC_BASE');
+        t.equal(seen[1], 0, 'x2APIC ID of vCPU 0 is 0');
+      } else {
+        t.equal(r.status, 3, 'in xAPIC mode the x2APIC MSR faults (#GP without an IDT: triple fault)');
+      }
+      vm.close();
+    }
   }));
 
 test('APIC IDs follow the topology', (t) => {

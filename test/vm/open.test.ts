@@ -1,5 +1,7 @@
 // vm_openf semantics and the per-name lock across processes.
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'tape';
 
@@ -22,8 +24,11 @@ test('a second process cannot open a VM name that is running', (t) =>
     t.equal(other.ok, false, 'the second opener is refused');
     t.equal(other.code, 'EEXIST', 'with EEXIST');
     t.match(other.message ?? '', new RegExp(`VM '${name}' is already running \\(process ${process.pid}`), 'naming the holder process');
+    t.ok(existsSync(join(lockDir, `${name}.lock`)), 'the lock file exists while the VM is open');
     vm.close();
+    t.notOk(existsSync(join(lockDir, `${name}.lock`)), 'close removes the lock file');
     t.deepEqual(openElsewhere(name), { ok: true }, 'after close the name is free again');
+    t.notOk(existsSync(join(lockDir, `${name}.lock`)), 'the other process removed it too: lock files do not pile up');
   }));
 
 test('vm_openf flags: CREATE, plain open of a missing VM, REINIT of an open one', (t) =>

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -52,20 +53,31 @@ Status Vm::Create(const std::string& name, const std::string& lockDir, std::uniq
   if (!ValidName(name)) return Inval("invalid VM name '" + name + "' (letters, digits, '.', '-', '_'; at most 229)");
   std::unique_ptr<Vm> vm(new Vm());
   vm->name_ = name;
-  // One VM per name per host: an flock'ed file that dies with its process.
+  // One VM per name per host: an flock'ed file that dies with its process. The holder removes the file
+  // when it closes the VM, so a lock taken on a file that was removed meanwhile is taken again on the
+  // path's current file (otherwise two processes could each hold a lock on a different file).
   mkdir(lockDir.c_str(), 0700);
   std::string path = lockDir + "/" + name + ".lock";
-  vm->lockFd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (vm->lockFd_ < 0) return Err(errno, "cannot open lock file " + path);
-  if (flock(vm->lockFd_, LOCK_EX | LOCK_NB) != 0) {
-    int e = errno;
-    char buf[32] = {0};
-    ssize_t n = pread(vm->lockFd_, buf, sizeof buf - 1, 0);
-    std::string holder = n > 0 ? std::string(buf, size_t(n)) : std::string("?");
-    while (!holder.empty() && (holder.back() == '\n')) holder.pop_back();
-    if (e == EWOULDBLOCK) return {EEXIST, "VM '" + name + "' is already running (process " + holder + ", lock " + path + ")"};
-    return Err(e, "cannot lock " + path);
+  for (;;) {
+    vm->lockFd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (vm->lockFd_ < 0) return Err(errno, "cannot open lock file " + path);
+    if (flock(vm->lockFd_, LOCK_EX | LOCK_NB) != 0) {
+      int e = errno;
+      char buf[32] = {0};
+      ssize_t n = pread(vm->lockFd_, buf, sizeof buf - 1, 0);
+      std::string holder = n > 0 ? std::string(buf, size_t(n)) : std::string("?");
+      while (!holder.empty() && (holder.back() == '\n')) holder.pop_back();
+      if (e == EWOULDBLOCK) return {EEXIST, "VM '" + name + "' is already running (process " + holder + ", lock " + path + ")"};
+      return Err(e, "cannot lock " + path);
+    }
+    struct stat held {}, current {};
+    if (fstat(vm->lockFd_, &held) == 0 && stat(path.c_str(), &current) == 0 && held.st_ino == current.st_ino &&
+        held.st_dev == current.st_dev)
+      break;
+    close(vm->lockFd_);  // the file we locked was removed by its previous holder: try again
+    vm->lockFd_ = -1;
   }
+  vm->lockPath_ = path;
   std::string pid = std::to_string(getpid()) + "\n";
   if (ftruncate(vm->lockFd_, 0) == 0) (void)!pwrite(vm->lockFd_, pid.data(), pid.size(), 0);
 
@@ -179,8 +191,8 @@ Vm::~Vm() {
   for (auto& s : segments_)
     if (madvise(s.host, s.len, MADV_REMOVE) != 0) madvise(s.host, s.len, MADV_DONTNEED);
   if (lockFd_ >= 0) {
-    if (ftruncate(lockFd_, 0) != 0) { /* the pid text is informative only */ }
-    close(lockFd_);  // releases the flock
+    unlink(lockPath_.c_str());  // while still holding the lock; see Create
+    close(lockFd_);             // releases the flock
   }
 }
 
@@ -227,7 +239,7 @@ Status Vm::CreateVcpus(int n) {
 Status Vm::Reinit() {
   // vm_reinit resets the whole machine state but keeps memory. KVM has no such call, so the KVM VM is
   // created again over the same guest memory: fresh LAPICs, IOAPIC, PIC and PIT, vCPUs at reset, the
-  // same slots. irqfd/ioeventfd registrations belonged to the old VM and must be made again.
+  // same slots, MSI routes, irqfds and ioeventfds (their eventfds belong to the devices, which keep them).
   if (started_) return {EBUSY, "cannot reinit a running VM"};
   std::vector<std::pair<X2apicState, std::vector<bool>>> keep;
   for (auto& v : vcpus_) {
@@ -244,6 +256,14 @@ Status Vm::Reinit() {
   if (highmem_ && !(s = SetSlot(1, kHighmemBase, highmem_, ramBase_ + kHighmemBase, false)).ok()) return s;
   for (const Slot& d : deviceSlots_)
     if (!(s = SetSlot(d.slot, d.gpa, d.len, d.host, d.readonly)).ok()) return s;
+  const auto irqfds = std::move(irqfds_);
+  const auto ioeventfds = std::move(ioeventfds_);
+  irqfds_.clear();
+  ioeventfds_.clear();
+  for (const IrqfdReg& r : irqfds)
+    if (!(s = Irqfd(r.fd, r.gsi, false, r.resampleFd)).ok()) return s;
+  for (const IoeventfdReg& r : ioeventfds)
+    if (!(s = Ioeventfd(r.fd, r.addr, r.len, r.pio, r.matchData, r.data, false)).ok()) return s;
   for (size_t i = 0; i < keep.size(); i++) {
     bool caps[kCapCount];
     for (int k = 0; k < kCapCount; k++) caps[k] = keep[i].second[size_t(k)];
@@ -442,6 +462,10 @@ Status Vm::Irqfd(int fd, uint32_t gsi, bool deassign, int resampleFd) {
     f.resamplefd = uint32_t(resampleFd);
   }
   if (ioctl(vmFd_, KVM_IRQFD, &f) != 0) return Err(errno, "KVM_IRQFD");
+  // Remembered so that Reinit can register it with the new KVM VM.
+  irqfds_.erase(std::remove_if(irqfds_.begin(), irqfds_.end(), [&](const IrqfdReg& r) { return r.fd == fd && r.gsi == gsi; }),
+                irqfds_.end());
+  if (!deassign) irqfds_.push_back({fd, gsi, resampleFd});
   return Status::Ok();
 }
 
@@ -455,6 +479,10 @@ Status Vm::Ioeventfd(int fd, uint64_t addr, uint32_t len, bool pio, bool matchDa
   e.flags = (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) | (matchData ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0) |
             (deassign ? KVM_IOEVENTFD_FLAG_DEASSIGN : 0);
   if (ioctl(vmFd_, KVM_IOEVENTFD, &e) != 0) return Err(errno, "KVM_IOEVENTFD");
+  const IoeventfdReg reg{fd, addr, len, pio, matchData, data};
+  ioeventfds_.erase(std::remove_if(ioeventfds_.begin(), ioeventfds_.end(), [&](const IoeventfdReg& r) { return r.Same(reg); }),
+                    ioeventfds_.end());
+  if (!deassign) ioeventfds_.push_back(reg);
   return Status::Ok();
 }
 
@@ -587,7 +615,42 @@ Status Vm::SetX2apicState(int id, X2apicState s) {
   Vcpu* v = nullptr;
   if (Status st0 = Accessible(id, &v); !st0.ok()) return st0;
   v->x2apic = s;
-  return ApplyCpuid(v);
+  // CPUID first: KVM accepts the x2APIC bit in IA32_APIC_BASE only when CPUID offers x2APIC.
+  if (Status st = ApplyCpuid(v); !st.ok()) return st;
+  // As bhyve's vlapic does, the state is the LAPIC's mode from now on (and across vcpu_reset): enabled
+  // means x2APIC mode (IA32_APIC_BASE EXTD and EN), disabled means xAPIC mode.
+  kvm_sregs sr{};
+  if (ioctl(v->fd, KVM_GET_SREGS, &sr) != 0) return Err(errno, "KVM_GET_SREGS");
+  constexpr uint64_t kApicEnable = 1u << 11, kApicExtd = 1u << 10;
+  if (s == X2apicState::kEnabled) sr.apic_base |= kApicEnable | kApicExtd;
+  else sr.apic_base &= ~kApicExtd;
+  if (ioctl(v->fd, KVM_SET_SREGS, &sr) != 0) return Err(errno, "KVM_SET_SREGS (APIC base)");
+  return Status::Ok();
+}
+
+Status Vm::InjectException(int id, int vector, bool errorCodeValid, uint32_t errorCode) {
+  // bhyve's rules: vectors 0-31 only; NMIs go through vm_inject_nmi; #DF only arises from nested faults.
+  if (vector < 0 || vector >= 32) return Inval("exception vector must be 0..31");
+  if (vector == 2) return Inval("vector 2 is the NMI; use vm_inject_nmi");
+  if (vector == 8) return Inval("a double fault cannot be injected directly");
+  Vcpu* v = nullptr;
+  if (Status st0 = Accessible(id, &v); !st0.ok()) return st0;
+  kvm_vcpu_events ev{};
+  if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) != 0) return Err(errno, "KVM_GET_VCPU_EVENTS");
+  if (ev.exception.injected || ev.exception.pending) return {EBUSY, "vCPU " + std::to_string(id) + " already has an exception pending"};
+  kvm_sregs sr{};
+  if (ioctl(v->fd, KVM_GET_SREGS, &sr) != 0) return Err(errno, "KVM_GET_SREGS");
+  // Real mode pushes no error code.
+  if ((sr.cr0 & 1) == 0) errorCodeValid = false;
+  // Without KVM_CAP_EXCEPTION_PAYLOAD, "injected" is the pending exception KVM delivers on the next entry.
+  ev.exception.injected = 1;
+  ev.exception.nr = uint8_t(vector);
+  ev.exception.has_error_code = errorCodeValid ? 1 : 0;
+  ev.exception.error_code = errorCode;
+  // Only the exception changes: the flags that would also overwrite the NMI, SIPI and SMM state are cleared.
+  ev.flags &= KVM_VCPUEVENT_VALID_SHADOW;
+  if (ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev) != 0) return Err(errno, "KVM_SET_VCPU_EVENTS");
+  return Status::Ok();
 }
 
 Status Vm::GetStats(int id, uint64_t out[6]) {
