@@ -188,7 +188,7 @@ class Vm {
   std::atomic<int> runningThreads_{0};
   std::string error_;
   std::atomic<bool> errorSet_{false};
-  std::atomic<bool> stopWatchdog_{false};
+  std::atomic<uint32_t> stopWatchdog_{0};  // a futex word: Join wakes the watchdog's sleep at once
   void* watchdog_ = nullptr;  // std::thread*, kept opaque to keep <thread> out of this header
   bool started_ = false;
 };
