@@ -83,6 +83,8 @@ interface MsixState {
   pbaSize: number;
   /** 4 dwords per entry: address low, address high, data, vector control */
   table: Uint32Array;
+  /** the Pending Bit Array: one bit per vector, as the guest reads it (64-bit QWORDs, little-endian) */
+  pba: Uint32Array;
 }
 
 type LintrState = 'idle' | 'asserted' | 'pending';
@@ -205,7 +207,8 @@ export class PciFunction {
     const table = new Uint32Array(count * 4);
     // Every vector starts masked (PCI 3.0 §6.8.2.9).
     for (let i = 0; i < count; i++) table[i * 4 + 3] = PCIM_MSIX_VCTRL_MASK;
-    this.msix = { capOff, tableBar: bar, tableOffset: 0, tableCount: count, pbaBar: bar, pbaOffset: tableSize, pbaSize, table };
+    const pba = new Uint32Array(pbaSize / 4);
+    this.msix = { capOff, tableBar: bar, tableOffset: 0, tableCount: count, pbaBar: bar, pbaOffset: tableSize, pbaSize, table, pba };
     return tableSize + pbaSize;
   }
 
@@ -253,14 +256,47 @@ export class PciFunction {
     return true;
   }
 
-  /** Sends MSI-X vector `index` unless the function or the vector is masked (then it is dropped, as bhyve does). */
+  /**
+   * Sends MSI-X vector `index`. While the function or the vector is masked the message is held in the
+   * Pending Bit Array and sent when both are unmasked (PCI 3.0 §6.8.2.9; bhyve drops it, which can lose
+   * a completion a driver masked the vector around).
+   */
   generateMsix(index: number): boolean {
     const m = this.msix;
-    if (!m || !this.msixEnabled() || this.msixFunctionMasked() || index >= m.tableCount || !this.msiSink) return false;
-    const e = index * 4;
-    if (m.table[e + 3]! & PCIM_MSIX_VCTRL_MASK) return false;
-    this.msiSink((BigInt(m.table[e + 1]!) << 32n) | BigInt(m.table[e]!), m.table[e + 2]!);
+    if (!m || !this.msixEnabled() || index >= m.tableCount || !this.msiSink) return false;
+    if (this.msixFunctionMasked() || m.table[index * 4 + 3]! & PCIM_MSIX_VCTRL_MASK) {
+      m.pba[index >>> 5]! |= 1 << (index & 31);
+      return false;
+    }
+    this.sendMsixEntry(index);
     return true;
+  }
+
+  /** Whether vector `index` has a message held while masked. */
+  msixPending(index: number): boolean {
+    const m = this.msix;
+    return !!m && index < m.tableCount && (m.pba[index >>> 5]! & (1 << (index & 31))) !== 0;
+  }
+
+  private sendMsixEntry(index: number): void {
+    const m = this.msix!;
+    const e = index * 4;
+    this.msiSink?.((BigInt(m.table[e + 1]!) << 32n) | BigInt(m.table[e]!), m.table[e + 2]!);
+  }
+
+  /** Sends and clears the pending messages of every vector that is no longer masked. */
+  private flushMsixPending(): void {
+    const m = this.msix;
+    if (!m || !this.msixEnabled() || this.msixFunctionMasked()) return;
+    for (let w = 0; w < m.pba.length; w++) {
+      if (m.pba[w] === 0) continue;
+      for (let b = 0; b < 32; b++) {
+        const index = w * 32 + b;
+        if ((m.pba[w]! & (1 << b)) === 0 || m.table[index * 4 + 3]! & PCIM_MSIX_VCTRL_MASK) continue;
+        m.pba[w]! &= ~(1 << b);
+        this.sendMsixEntry(index);
+      }
+    }
   }
 
   /** Whether a BAR offset falls in the MSI-X table or PBA (those the bus answers itself). */
@@ -274,10 +310,15 @@ export class PciFunction {
     return undefined;
   }
 
-  /** MSI-X table reads: 4-byte aligned dwords (and single bytes for debuggers); the PBA reads as 0. */
+  /** MSI-X table and PBA reads: 4-byte aligned dwords (and single bytes for debuggers). */
   msixRead(bar: number, offset: number, size: 1 | 2 | 4): number {
     const m = this.msix!;
-    if (this.msixRegion(bar, offset) === 'pba') return 0;
+    if (this.msixRegion(bar, offset) === 'pba') {
+      const rel = offset - m.pbaOffset;
+      if (rel % size !== 0 || size === 2) return size === 1 ? 0xff : 0xffff;
+      const word = m.pba[rel >>> 2]!;
+      return size === 4 ? word : (word >>> ((rel & 3) * 8)) & 0xff;
+    }
     const rel = offset - m.tableOffset;
     if (rel % size !== 0 || size === 2) return size === 1 ? 0xff : size === 2 ? 0xffff : 0xffffffff;
     const word = m.table[rel >>> 2]!;
@@ -291,6 +332,7 @@ export class PciFunction {
     if (rel % 4 !== 0) return;
     m.table[rel >>> 2] = value >>> 0;
     this.model.interruptRouteChanged?.();
+    if ((rel & 15) === 12 && (value & PCIM_MSIX_VCTRL_MASK) === 0) this.flushMsixPending();
   }
 
   // --- INTx ----------------------------------------------------------------------------------------------
@@ -372,7 +414,10 @@ export class PciFunction {
       // Only the enable and function-mask bits; the table size and locations are read-only.
       const bits = PCIM_MSIXCTRL_MSIX_ENABLE | PCIM_MSIXCTRL_FUNCTION_MASK;
       this.set16(start + 2, (oldCtl & ~bits) | (newCtl & bits));
-      if (((oldCtl ^ newCtl) & bits) !== 0) this.model.interruptRouteChanged?.();
+      if (((oldCtl ^ newCtl) & bits) !== 0) {
+        this.model.interruptRouteChanged?.();
+        this.flushMsixPending();
+      }
     } else if (id === PCIY_EXPRESS) {
       // Device and link control/status are accepted; the capability registers stay read-only.
       for (const [lo, hi] of [[0x08, 0x0c], [0x10, 0x14]] as const) {

@@ -170,7 +170,7 @@ test('pci: the COMMAND register switches decoding on and off', (t) => {
   t.end();
 });
 
-test('pci: MSI-X table through the BAR, masking, PBA', (t) => {
+test('pci: MSI-X table through the BAR; masked vectors held in the PBA and sent on unmask', (t) => {
   const { m, fn } = busWithTestDevice();
   const base = fn.bars[4]!.addr;
   // Program vector 1 like a guest: address, data, unmask.
@@ -189,10 +189,29 @@ test('pci: MSI-X table through the BAR, masking, PBA', (t) => {
   t.equal(cfgRead(m, 0, 3, 0, cap + 2, 2) & 0x7ff, 2, 'table size is read-only (3 vectors)');
   t.ok(fn.generateMsix(1));
   t.deepEqual(m.irq.events.at(-1), { kind: 'msi', addr: 0xfee00000n, data: 0x4041 });
-  t.notOk(fn.generateMsix(0), 'a masked vector is dropped');
+  const sent = m.irq.events.length;
+  t.notOk(fn.generateMsix(0), 'a masked vector is not sent...');
+  t.equal(rd(m, base + 4096, 4), 1, '...its pending bit is set in the PBA');
+  t.equal(rd(m, base + 4096, 1), 1, 'the PBA reads by byte too');
   t.notOk(fn.generateMsix(7), 'an index past the table is dropped');
+  t.equal(rd(m, base + 4096, 4), 1, 'without touching the PBA');
+  // Unmasking vector 0 (a dword write to its vector control) sends the held message once.
+  m.write(base + 0, 0xfee00000, 4);
+  m.write(base + 8, 0x4040, 4);
+  t.equal(m.irq.events.length, sent, 'programming the masked entry sends nothing');
+  m.write(base + 12, 0, 4);
+  t.deepEqual(m.irq.events.slice(sent), [{ kind: 'msi', addr: 0xfee00000n, data: 0x4040 }], 'unmasking sent the pending message');
+  t.equal(rd(m, base + 4096, 4), 0, 'and cleared its pending bit');
   cfgWrite(m, 0, 3, 0, cap + 3, 0xc0, 1);
-  t.notOk(fn.generateMsix(1), 'the function mask drops everything');
+  t.notOk(fn.generateMsix(1), 'the function mask holds everything');
+  t.notOk(fn.generateMsix(1), 'a second message while pending is the same pending bit');
+  t.equal(rd(m, base + 4096, 4), 2, 'vector 1 pending');
+  const before = m.irq.events.length;
+  cfgWrite(m, 0, 3, 0, cap + 3, 0x80, 1);
+  t.deepEqual(m.irq.events.slice(before), [{ kind: 'msi', addr: 0xfee00000n, data: 0x4041 }], 'clearing the function mask sent vector 1 once');
+  t.equal(rd(m, base + 4096, 4), 0, 'the PBA is clear again');
+  m.write(base + 4096, 0xffffffff, 4);
+  t.equal(rd(m, base + 4096, 4), 0, 'the PBA is read-only');
   m.write(base + 2, 0xffff, 2);
   t.equal(rd(m, base + 2, 2), 0xffff, 'a word access to the table reads all ones');
   t.end();
