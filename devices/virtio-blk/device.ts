@@ -4,7 +4,7 @@
 // register and raises interrupts through an irqfd, so no JavaScript runs per request. Without KVM (the
 // device harness) the same worker is woken by an eventfd the transport signals and reports interrupts back
 // through a callback.
-import { unwatchFile, watchFile, type Stats } from 'node:fs';
+import { statSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import { BhyveError, ExitStatus } from '../../src/config/errors.js';
 import { PCIC_STORAGE } from '../../src/platform/pci/regs.js';
 import type { DataPath } from '../../src/platform/machine.js';
@@ -56,6 +56,7 @@ export class VirtioBlkDevice implements VirtioDevice {
   private transport?: VirtioPciTransport;
   private closed = false;
   private sizeWatch?: (cur: Stats, prev: Stats) => void;
+  private sizePoll?: NodeJS.Timeout;
 
   constructor(
     private readonly backend: NativeBlockBackend,
@@ -77,6 +78,18 @@ export class VirtioBlkDevice implements VirtioDevice {
     // bhyve hears of resizes from kqueue on the vnode. Here the size is polled (a stat a second, off the
     // request path: inotify would wake JavaScript on every guest write). The poll never keeps the process
     // alive on its own.
+    let blockDevice = false;
+    try {
+      blockDevice = statSync(this.options.path).isBlockDevice();
+    } catch {
+      // the backend holds the disk open; a path that went away just stops resize detection
+    }
+    if (blockDevice) {
+      // A block device's stat size is 0: ask the device itself (BLKGETSIZE64 in the backend).
+      this.sizePoll = setInterval(() => this.checkResize(), RESIZE_POLL_MS);
+      this.sizePoll.unref();
+      return;
+    }
     this.sizeWatch = (cur, prev) => {
       if (cur.size !== prev.size) this.checkResize();
     };
@@ -254,6 +267,7 @@ export class VirtioBlkDevice implements VirtioDevice {
     this.stopWorker();
     this.closed = true;
     if (this.sizeWatch) unwatchFile(this.options.path, this.sizeWatch);
+    if (this.sizePoll) clearInterval(this.sizePoll);
     this.notifyFd?.close();
     this.interruptFd?.close();
     this.backend.close();

@@ -29,6 +29,8 @@ export interface BlkRig {
 }
 
 export interface RigOptions {
+  /** an existing disk (e.g. a block device) instead of a new file */
+  diskPath?: string;
   /** disk size in bytes (default 1 MiB), filled with a pattern unless `sparse` */
   size?: number;
   sparse?: boolean;
@@ -56,7 +58,7 @@ export function makeDisk(dir: string, size: number, sparse = false): string {
 
 export function rig(o: RigOptions = {}): BlkRig {
   const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-vblk-'));
-  const disk = makeDisk(dir, o.size ?? 1 << 20, o.sparse);
+  const disk = o.diskPath ?? makeDisk(dir, o.size ?? 1 << 20, o.sparse);
   const spec = `3,virtio-blk,${disk}${o.opts ? ',' + o.opts : ''}`;
   const { m, dev, warnings } = virtioMachine([...(o.flags ?? []), '-s', spec], 3, { kvm: o.kvm });
   if (o.msix) {

@@ -1,6 +1,10 @@
 // virtio-blk requests end to end through the native worker: reads and writes checked against the disk file,
 // flush, discard reaching the file, write zeroes, GET_ID, read-only disks, sector range checks, indirect
 // descriptors and EVENT_IDX.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import test from 'tape';
 import { readFileSync, statSync, openSync, writeSync, closeSync, truncateSync } from 'node:fs';
 import { defaultSerial } from '../../../devices/virtio-blk/options.js';
@@ -391,5 +395,43 @@ test('a resized disk: new capacity in the configuration, a configuration interru
     t.ok(r.warnings.some((w) => /resized/.test(w)), 'the operator is told');
   } finally {
     r.close();
+  }
+});
+
+/** A loop device over a new file, or why one cannot be made here (needs root and the loop driver). */
+function loopDevice(size: number): { dev: string; file: string; dir: string } | string {
+  const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-loop-'));
+  const file = join(dir, 'disk.img');
+  writeFileSync(file, new Uint8Array(0));
+  truncateSync(file, size);
+  try {
+    const dev = execFileSync('losetup', ['-f', '--show', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    return { dev, file, dir };
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    return `losetup failed: ${(e as Error).message.split('\n')[0]}`;
+  }
+}
+
+test('a resized block device (a loop device grown with losetup -c): new capacity and a configuration interrupt', async (t) => {
+  const loop = loopDevice(1 << 20);
+  if (typeof loop === 'string') {
+    t.comment(`skipped: ${loop}`);
+    t.pass('skipped without loop devices');
+    return;
+  }
+  const r = rig({ msix: true, diskPath: loop.dev });
+  try {
+    t.equal(r.dev.config(BLK_CFG.capacity, 4), (1 << 20) / 512, 'capacity of the 1 MiB device');
+    t.equal((await request(r, T_IN, 3000, 512)).status, S_IOERR, 'sector 3000 is past the end');
+    truncateSync(loop.file, 2 << 20);
+    execFileSync('losetup', ['-c', loop.dev]);
+    await r.m.irq.waitFor(() => r.m.irq.events.some((e) => e.kind === 'msi' && e.data === 0x40), 5000, 'configuration vector');
+    t.equal(r.dev.config(BLK_CFG.capacity, 4), (2 << 20) / 512, 'capacity grew to 2 MiB');
+    t.equal((await request(r, T_IN, 3000, 512)).status, S_OK, 'sector 3000 now reads');
+  } finally {
+    r.close();
+    execFileSync('losetup', ['-d', loop.dev]);
+    rmSync(loop.dir, { recursive: true, force: true });
   }
 });
