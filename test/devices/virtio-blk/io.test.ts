@@ -435,3 +435,26 @@ test('a resized block device (a loop device grown with losetup -c): new capacity
     rmSync(loop.dir, { recursive: true, force: true });
   }
 });
+
+test('a completion on a masked MSI-X vector waits in the PBA and arrives on unmask', async (t) => {
+  const r = rig({ msix: true });
+  try {
+    r.dev.msixEntryWrite(1, 3, 1); // mask the queue's vector
+    const before = r.m.irq.events.length;
+    const rep = await request(r, T_IN, 0, 512);
+    t.equal(rep.status, S_OK, 'the request completes while the vector is masked');
+    t.equal(r.m.irq.events.slice(before).filter((e) => e.kind === 'msi').length, 0, 'no message was sent');
+    const pba = r.dev.fn.msix!;
+    await r.m.irq.waitFor(() => r.dev.fn.msixPending(1), 2000, 'pending bit');
+    t.ok(r.dev.fn.msixPending(1), `vector 1 is pending in the PBA (BAR ${pba.pbaBar})`);
+    r.dev.msixEntryWrite(1, 3, 0); // unmask
+    t.deepEqual(
+      r.m.irq.events.slice(before).filter((e) => e.kind === 'msi'),
+      [{ kind: 'msi', addr: 0xfee00000n, data: 0x41 }],
+      'unmasking delivered the held completion interrupt once',
+    );
+    t.equal((await request(r, T_IN, 1, 512)).status, S_OK, 'the queue keeps working after the unmask');
+  } finally {
+    r.close();
+  }
+});
