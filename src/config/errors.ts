@@ -61,3 +61,16 @@ export class ListingRequested extends BhyveError {
     this.name = 'ListingRequested';
   }
 }
+
+/** strerror(3)'s text for the errors a file open usually meets, as bhyve prints them. */
+export function describeErrno(e: NodeJS.ErrnoException): string {
+  const texts: Record<string, string> = {
+    ENOENT: 'No such file or directory',
+    EACCES: 'Permission denied',
+    EISDIR: 'Is a directory',
+    EROFS: 'Read-only file system',
+    ENOTDIR: 'Not a directory',
+    ELOOP: 'Too many levels of symbolic links',
+  };
+  return (e.code && texts[e.code]) || e.code || e.message;
+}

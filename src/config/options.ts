@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { findPciEmulation } from '../../devices/registry.js';
 import { slotParseError } from '../../devices/legacy-config.js';
 import { cParseWholeInteger, cScanInts } from './cnum.js';
-import { BhyveError, ExitStatus } from './errors.js';
+import { BhyveError, describeErrno, ExitStatus } from './errors.js';
 import { CPU_SETSIZE } from './topology.js';
 import type { ConfigNode, ConfigTree } from './tree.js';
 
@@ -72,19 +72,6 @@ export function parseConfigFile(tree: ConfigTree, path: string, read: (p: string
 
 function readUtf8(p: string): string {
   return readFileSync(p, 'utf8');
-}
-
-function describeErrno(e: NodeJS.ErrnoException): string {
-  switch (e.code) {
-    case 'ENOENT':
-      return 'No such file or directory';
-    case 'EACCES':
-      return 'Permission denied';
-    case 'EISDIR':
-      return 'Is a directory';
-    default:
-      return e.code ?? e.message;
-  }
 }
 
 /** -G [w][addr:]port: gdb.wait, gdb.address (text before the last ':') and gdb.port. */

@@ -11,6 +11,7 @@ import { createIsaDevices, hpetCapabilities, type IsaDevices } from '../platform
 import { COM_PORTS } from '../platform/isa/uart16550.js';
 import { initPci } from '../platform/pci/init.js';
 import { buildFirmwareTables, type PciRootBridge } from '../platform/tables.js';
+import { BootVars, BootVarsError } from '../platform/bootvars.js';
 import type { PciBus } from '../platform/pci/bus.js';
 import type { PciFunction } from '../platform/pci/function.js';
 import { applyBootPlan, planDirectBoot, LoaderError } from '../loader/index.js';
@@ -55,6 +56,7 @@ export async function startVm(req: StartRequest): Promise<number> {
   }
   let isa: IsaDevices | undefined;
   let machine: VmMachine | undefined;
+  let bootvars: BootVars | undefined;
   try {
     vm.setTopology({ sockets: topology.sockets, cores: topology.cores, threads: topology.threads });
     const vcpus = vm.createVcpus(topology.cpus);
@@ -69,9 +71,10 @@ export async function startVm(req: StartRequest): Promise<number> {
       wired: tree.getBoolDefault('memory.wired', false),
       inCore: tree.getBoolDefault('memory.guest_in_core', false),
     });
-    if (bootrom !== undefined) loadBootrom(vm, bootrom, tree.get('bootvars'), req.warn);
+    if (bootrom !== undefined) bootvars = loadBootrom(vm, bootrom, tree.get('bootvars'));
 
     machine = new VmMachine(vm);
+    bootvars?.attach(machine.io);
     const pci = initPci({ tree, machine, layout, bootrom: bootrom !== undefined, warn: req.warn });
     const tables = buildTables(tree, pci, layout, topology, name);
     const e820 = tables?.e820 ?? guestE820(layout);
@@ -121,6 +124,7 @@ export async function startVm(req: StartRequest): Promise<number> {
     throw e;
   } finally {
     isa?.close();
+    bootvars?.close();
     machine?.close();
     vm.close();
   }
@@ -157,15 +161,28 @@ function readInput(path: string, key: string): Uint8Array {
   }
 }
 
-/** The boot ROM at the top of the 16 MiB region below 4 GiB, so its reset vector lands at 0xFFFFFFF0. */
-function loadBootrom(vm: Vm, path: string, vars: string | undefined, warn: Warn): void {
+/**
+ * The boot ROM at the top of the 16 MiB region below 4 GiB, so its reset vector lands at 0xFFFFFFF0, and the
+ * variable store (bootvars) as flash directly below it, as bhyve's bootrom_loadrom places them.
+ */
+function loadBootrom(vm: Vm, path: string, vars: string | undefined): BootVars | undefined {
   const rom = readInput(path, 'bootrom');
   if (rom.length === 0 || rom.length % PAGE !== 0) throw fail(`ROM size ${rom.length} is not a multiple of the page size`);
   if (rom.length > BOOTROM_SIZE) throw fail(`ROM size ${rom.length} is too large`);
-  if (vars !== undefined) warn(`bootvars ${vars}: the UEFI variable store is not emulated yet; variables will not persist`);
+  const romBase = BOOTROM_BASE + BOOTROM_SIZE - rom.length;
+  let store: BootVars | undefined;
+  if (vars !== undefined) {
+    try {
+      store = BootVars.open(vars, romBase, BOOTROM_SIZE - rom.length);
+    } catch (e) {
+      if (e instanceof BootVarsError) throw fail(e.message);
+      throw e;
+    }
+  }
   const seg = vm.createDevmem(SEGID_BOOTROM, 'bootrom', BOOTROM_SIZE);
   seg.bytes.set(rom, BOOTROM_SIZE - rom.length);
-  vm.mapMemseg(BOOTROM_BASE + BOOTROM_SIZE - rom.length, SEGID_BOOTROM, BOOTROM_SIZE - rom.length, rom.length, PROT_READ | PROT_EXEC);
+  vm.mapMemseg(romBase, SEGID_BOOTROM, BOOTROM_SIZE - rom.length, rom.length, PROT_READ | PROT_EXEC);
+  return store;
 }
 
 /** ACPI, MP table, SMBIOS and E820 from the platform as built (undefined without ACPI tables). */
