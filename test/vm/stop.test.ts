@@ -37,7 +37,7 @@ test('strict I/O: an unowned port stops the VM with status 4 and names the port'
     enterRealMode(vm, 0x1000);
     const r = await vm.run();
     t.equal(r.status, 4, 'status 4');
-    t.equal(r.error, 'unhandled out 1-byte I/O port 0x99', 'the error names the access');
+    t.equal(r.error, 'Unhandled outb 0x0099', 'the error names the access in bhyve\'s words');
     vm.close();
   }));
 

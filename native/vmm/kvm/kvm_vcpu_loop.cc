@@ -276,8 +276,9 @@ bool Vm::HandleIo(Vcpu* v) {
   }
   // bhyve's default: reads float high, writes vanish; with -e (strictio) the VM stops.
   if (strictIo_) {
+    // bhyve's words, without its "at RIP": KVM may already have moved RIP past the instruction.
     char b[96];
-    std::snprintf(b, sizeof b, "unhandled %s %u-byte I/O port 0x%x", write ? "out" : "in", size, port);
+    std::snprintf(b, sizeof b, "Unhandled %s%c 0x%04x", write ? "out" : "in", size == 1 ? 'b' : size == 2 ? 'w' : 'l', port);
     Fail(b);
     return false;
   }
