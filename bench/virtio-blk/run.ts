@@ -3,7 +3,11 @@
 // through the MSI-X callback path. benchmark.js measures requests per second; host fio measures the same
 // pattern on the same file (psync: one thread, positioned reads/writes, as the worker does). Prints both and
 // the ratio tsbhyve / fio. The file stays in the page cache for both (fio --invalidate=0).
-// Usage: node --import tsx bench/virtio-blk/run.ts [fileMiB=64] [depth=32] [fioSeconds=5] [iothreads=1]
+// With device options containing `nocache` (O_DIRECT) fio runs with --direct=1 too, twice: psync (one request at a
+// time, as a single synchronous worker does) and io_uring at iodepth=depth (the host's best at that depth); the
+// ratio printed is against the io_uring figure.
+// Usage: node --import tsx bench/virtio-blk/run.ts [fileMiB=64] [depth=32] [fioSeconds=5] [devopts=iothreads=1]
+//   devopts: extra virtio-blk options, comma-separated (a bare number N means iothreads=N)
 import Benchmark from 'benchmark';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,14 +20,16 @@ import { report } from '../report.js';
 const fileMiB = Number(process.argv[2] ?? 64);
 const depth = Number(process.argv[3] ?? 32);
 const fioSeconds = Number(process.argv[4] ?? 5);
-const ioThreads = Number(process.argv[5] ?? 1);
+const devArg = process.argv[5] ?? '';
+const devOpts = /^\d+$/.test(devArg) ? `iothreads=${devArg}` : devArg;
+const noCache = devOpts.split(',').includes('nocache');
 const BS = 4096;
 
 const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-bench-vblk-'));
 const disk = join(dir, 'disk.img');
 writeFileSync(disk, randomBytes(fileMiB << 20));
 
-const { m, dev } = virtioMachine(['-s', `3,virtio-blk,${disk},iothreads=${ioThreads}`], 3, { memorySize: 64 << 20 });
+const { m, dev } = virtioMachine(['-s', `3,virtio-blk,${disk}${devOpts ? ',' + devOpts : ''}`], 3, { memorySize: 64 << 20 });
 dev.enableMsix(2);
 const q: SplitQueueDriver = dev.start(dev.hostFeatures() & ~(1 << 29)); // no EVENT_IDX: an interrupt per batch
 dev.setConfigVector(0);
@@ -96,10 +102,11 @@ function runBench(write: boolean): Promise<number> {
   });
 }
 
-function fio(rw: 'randread' | 'randwrite'): number | undefined {
+function fio(rw: 'randread' | 'randwrite', engine = 'psync'): number | undefined {
+  const extra = noCache ? ['--direct=1', ...(engine === 'psync' ? [] : [`--iodepth=${depth}`])] : ['--invalidate=0'];
   const r = spawnSync('fio', [
-    '--name=vblk', `--filename=${disk}`, `--rw=${rw}`, `--bs=${BS}`, '--ioengine=psync', '--numjobs=1',
-    `--runtime=${fioSeconds}`, '--time_based', `--size=${fileMiB}M`, '--invalidate=0', '--output-format=json',
+    '--name=vblk', `--filename=${disk}`, `--rw=${rw}`, `--bs=${BS}`, `--ioengine=${engine}`, '--numjobs=1',
+    `--runtime=${fioSeconds}`, '--time_based', `--size=${fileMiB}M`, '--output-format=json', ...extra,
   ], { encoding: 'utf8' });
   if (r.error || r.status !== 0) {
     console.log(`fio unavailable (${r.error?.message ?? r.stderr.trim()}); install it with apt-get install fio`);
@@ -115,14 +122,26 @@ const results: Record<string, Record<string, number>> = {};
 for (const write of [false, true]) {
   const rw = write ? 'randwrite' : 'randread';
   const ours = await runBench(write);
-  const host = fio(rw);
-  results[rw] = { 'tsbhyve (no VM)': ours, ...(host !== undefined ? { 'fio psync': host } : {}) };
-  console.log(`${rw} 4k: tsbhyve ${ours.toFixed(0)} req/s` + (host !== undefined ? `, fio ${host.toFixed(0)} IOPS, ratio ${(ours / host).toFixed(2)}` : ''));
+  const psync = fio(rw);
+  const uring = noCache ? fio(rw, 'io_uring') : undefined;
+  const host = uring ?? psync;
+  const hostName = uring !== undefined ? `fio io_uring qd${depth}` : 'fio psync';
+  results[rw] = {
+    'tsbhyve (no VM)': ours,
+    ...(psync !== undefined ? { [noCache ? 'fio psync direct' : 'fio psync']: psync } : {}),
+    ...(uring !== undefined ? { [hostName]: uring } : {}),
+  };
+  console.log(
+    `${rw} 4k: tsbhyve ${ours.toFixed(0)} req/s` +
+      (psync !== undefined ? `, fio psync ${psync.toFixed(0)} IOPS` : '') +
+      (uring !== undefined ? `, ${hostName} ${uring.toFixed(0)} IOPS` : '') +
+      (host !== undefined ? `, ratio vs ${hostName} ${(ours / host).toFixed(2)}` : ''),
+  );
 }
-console.log(`queue interrupts: ${queueIrqs}; depth ${depth}; iothreads ${ioThreads}; file ${fileMiB} MiB (page cache warm)`);
+console.log(`queue interrupts: ${queueIrqs}; depth ${depth}; options "${devOpts}"; file ${fileMiB} MiB (${noCache ? 'O_DIRECT' : 'page cache warm'})`);
 report(
   'virtio-blk',
-  `virtio-blk 4 KiB random I/O, depth ${depth}, iothreads ${ioThreads}, no VM vs host fio (psync)`,
+  `virtio-blk 4 KiB random I/O, depth ${depth}, options "${devOpts}", no VM vs host fio`,
   Object.entries(results).map(([metric, values]) => ({ metric: `${metric} 4k`, unit: 'req/s', values })),
 );
 clearInterval(keepAlive);

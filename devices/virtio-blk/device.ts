@@ -214,6 +214,7 @@ export class VirtioBlkDevice implements VirtioDevice {
         maxSegments: VTBLK_MAXSEGS,
         id: this.options.serial,
         ioThreads: this.options.ioThreads,
+        engine: this.options.engine,
         notifyFd: this.notifyFd.fd,
         interruptFd,
       },

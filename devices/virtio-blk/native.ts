@@ -55,6 +55,8 @@ export type BlkWorkerConfig = QueueGeometry & {
   id?: string;
   /** I/O threads: 1 runs requests on the queue thread in ring order; more complete out of order (1..64) */
   ioThreads?: number;
+  /** 'auto' (default): io_uring when the kernel allows it, else ioThreads; 'threads': never io_uring */
+  engine?: 'auto' | 'threads';
   /** eventfd the worker sleeps on */
   notifyFd: number;
   /** eventfd to signal for a queue interrupt (irqfd); absent: onEvent(WORKER_EVENT_INTERRUPT) */
@@ -68,6 +70,10 @@ export interface BlkWorkerStats {
   errors: Record<string, number>;
   /** why the queue stopped (DEVICE_NEEDS_RESET), or null */
   queueError: string | null;
+  /** the backend path of the last started worker: 'io_uring', 'threads' (a pool) or 'inline' (the queue thread) */
+  engine?: 'io_uring' | 'threads' | 'inline';
+  /** why io_uring is not in use (e.g. "io_uring_setup: Operation not permitted"), when it was wanted */
+  engineNote?: string;
 }
 
 export interface NativeBlkWorker {

@@ -18,8 +18,13 @@ export interface BlockOptions {
   /** GET_ID answer: `ser`, or bhyve's default derived from the path */
   serial: string;
   bootindex?: number;
-  /** `iothreads=N` (tsbhyve only): threads doing the disk I/O of the queue */
+  /** `iothreads=N` (tsbhyve only): threads doing the disk I/O of the queue when io_uring is not used */
   ioThreads: number;
+  /**
+   * `aio=io_uring|threads` (tsbhyve only): io_uring (the default; falls back to threads where the kernel
+   * refuses it) or synchronous calls on `ioThreads` threads.
+   */
+  engine: 'auto' | 'threads';
 }
 
 /** Default I/O threads per queue (see bench/virtio-blk/README.md for the measurement behind it). */
@@ -74,8 +79,15 @@ export function readBlockOptions(tree: ConfigTree, node: ConfigNode): BlockOptio
     if (!/^\d+$/.test(it) || Number(it) < 1 || Number(it) > 64) throw fail(`Invalid iothreads "${it}" (1 to 64)`);
     ioThreads = Number(it);
   }
+  let engine: 'auto' | 'threads' = 'auto';
+  const aio = tree.getIn(node, 'aio');
+  if (aio !== undefined) {
+    if (aio !== 'io_uring' && aio !== 'threads') throw fail(`Invalid aio "${aio}" (io_uring or threads)`);
+    engine = aio === 'threads' ? 'threads' : 'auto';
+  }
   return {
     ioThreads,
+    engine,
     path,
     readOnly: flag('ro'),
     noCache: flag('nocache'),

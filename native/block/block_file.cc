@@ -19,10 +19,6 @@ namespace block {
 
 namespace {
 
-// O_DIRECT alignment for buffers; a page covers every logical block size up to 4 KiB.
-constexpr uintptr_t kDirectAlign = 4096;
-// Largest bounce buffer for O_DIRECT requests with unaligned guest buffers.
-constexpr uint64_t kBounceChunk = 1 << 20;
 // Zeroes written per pwrite when the file system cannot zero a range itself.
 constexpr size_t kZeroChunk = 1 << 20;
 

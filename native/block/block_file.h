@@ -25,6 +25,11 @@ struct OpenOptions {
   uint32_t physicalSector = 0;
 };
 
+// O_DIRECT alignment for buffers; a page covers every logical block size up to 4 KiB.
+constexpr uintptr_t kDirectAlign = 4096;
+// Largest bounce buffer for O_DIRECT requests with unaligned guest buffers.
+constexpr uint64_t kBounceChunk = 1 << 20;
+
 // Result of an operation: 0 or a positive errno.
 using Errno = int;
 
@@ -60,6 +65,7 @@ class BlockFile {
   Errno WriteZeroes(uint64_t off, uint64_t len, bool unmap);
 
  private:
+  friend class AsyncIo;  // submits the same transfers through io_uring (block/async_io.h)
   BlockFile() = default;
   // O_DIRECT needs aligned memory, offsets and lengths; unaligned guest buffers go through a bounce buffer.
   bool NeedsBounce(const struct iovec* iov, int iovcnt) const;

@@ -105,7 +105,33 @@ bool InRange(uint64_t sector, uint64_t bytes, uint64_t size) {
 }  // namespace
 
 BlkOutcome HandleBlkRequest(const Chain& chain, block::BlockFile& file, const BlkParams& p) {
+  BlkIo io;
   BlkOutcome out;
+  if (PrepareBlkRequest(chain, file, p, &io, &out)) return out;
+  block::Errno e = 0;
+  switch (io.op) {
+    case BlkIo::Op::kRead: e = file.Readv(io.iov.data(), int(io.iov.size()), io.offset); break;
+    case BlkIo::Op::kWrite: e = file.Writev(io.iov.data(), int(io.iov.size()), io.offset); break;
+    case BlkIo::Op::kFlush: e = file.Flush(); break;
+    case BlkIo::Op::kNone: break;
+  }
+  return FinishBlkRequest(io, e);
+}
+
+BlkOutcome FinishBlkRequest(const BlkIo& io, block::Errno result) {
+  BlkOutcome out;
+  out.status = result == 0 ? kBlkSOk : kBlkSIoErr;
+  out.error = result == 0 ? BlkError::kNone : BlkError::kIo;
+  *io.status = out.status;
+  out.written = uint32_t((result == 0 ? io.dataWritten : 0) + 1);
+  return out;
+}
+
+bool PrepareBlkRequest(const Chain& chain, block::BlockFile& file, const BlkParams& p, BlkIo* io, BlkOutcome* outp) {
+  BlkOutcome& out = *outp;
+  out = BlkOutcome();
+  io->op = BlkIo::Op::kNone;
+  io->status = nullptr;
   Part rd, wr;
   for (const Segment& s : chain.segments) (s.writable ? wr : rd).Add(s);
 
@@ -121,11 +147,23 @@ BlkOutcome HandleBlkRequest(const Chain& chain, block::BlockFile& file, const Bl
     if (status == nullptr) {
       out.written = 0;
       if (out.error == BlkError::kNone) out.error = BlkError::kNoStatus;
-      return out;
+      return true;
     }
     *status = st;
     out.written = uint32_t(dataWritten + 1);
-    return out;
+    return true;
+  };
+  std::vector<struct iovec> iov;
+  iov.swap(io->iov);  // reuse the storage of the caller's vector
+  iov.clear();
+  // Hands a checked transfer or flush to the caller.
+  auto pending = [&](BlkIo::Op op, uint64_t offset, uint64_t dataWritten) {
+    io->op = op;
+    io->iov.swap(iov);
+    io->offset = offset;
+    io->dataWritten = dataWritten;
+    io->status = status;
+    return false;
   };
   if (status == nullptr) return finish(kBlkSIoErr, BlkError::kNoStatus, 0);
   if (chain.badOrder) return finish(kBlkSIoErr, BlkError::kBadOrder, 0);
@@ -136,7 +174,6 @@ BlkOutcome HandleBlkRequest(const Chain& chain, block::BlockFile& file, const Bl
   const uint32_t type = h.type & ~kBlkTBarrier;
   const uint64_t dataIn = rd.total() - sizeof h;  // bytes the driver supplies after the header
   const uint64_t dataOut = wr.total() - 1;       // room the driver left before the status byte
-  std::vector<struct iovec> iov;
 
   switch (type) {
     case kBlkTIn: {
@@ -145,8 +182,7 @@ BlkOutcome HandleBlkRequest(const Chain& chain, block::BlockFile& file, const Bl
       if (!InRange(h.sector, dataOut, file.size())) return finish(kBlkSIoErr, BlkError::kSectorOutOfRange, 0);
       if (!wr.Slice(0, dataOut, &iov)) return finish(kBlkSIoErr, BlkError::kBadAddress, 0);
       if (p.maxSegments != 0 && iov.size() > p.maxSegments) return finish(kBlkSIoErr, BlkError::kTooManySegments, 0);
-      if (file.Readv(iov.data(), int(iov.size()), h.sector * kSectorSize) != 0) return finish(kBlkSIoErr, BlkError::kIo, 0);
-      return finish(kBlkSOk, BlkError::kNone, dataOut);
+      return pending(BlkIo::Op::kRead, h.sector * kSectorSize, dataOut);
     }
     case kBlkTOut: {
       if (dataOut != 0) return finish(kBlkSIoErr, BlkError::kWrongDirection, 0);
@@ -155,12 +191,10 @@ BlkOutcome HandleBlkRequest(const Chain& chain, block::BlockFile& file, const Bl
       if (!InRange(h.sector, dataIn, file.size())) return finish(kBlkSIoErr, BlkError::kSectorOutOfRange, 0);
       if (!rd.Slice(sizeof h, dataIn, &iov)) return finish(kBlkSIoErr, BlkError::kBadAddress, 0);
       if (p.maxSegments != 0 && iov.size() > p.maxSegments) return finish(kBlkSIoErr, BlkError::kTooManySegments, 0);
-      if (file.Writev(iov.data(), int(iov.size()), h.sector * kSectorSize) != 0) return finish(kBlkSIoErr, BlkError::kIo, 0);
-      return finish(kBlkSOk, BlkError::kNone, 0);
+      return pending(BlkIo::Op::kWrite, h.sector * kSectorSize, 0);
     }
     case kBlkTFlush:
-      if (file.Flush() != 0) return finish(kBlkSIoErr, BlkError::kIo, 0);
-      return finish(kBlkSOk, BlkError::kNone, 0);
+      return pending(BlkIo::Op::kFlush, 0, 0);
     case kBlkTGetId: {
       // The ID fills up to 20 bytes, NUL-padded, of whatever room the driver gave (§5.2.6).
       const uint64_t n = std::min<uint64_t>(dataOut, kBlkIdBytes);

@@ -4,6 +4,9 @@
 // located by byte offsets in the chain's readable and writable parts, wherever the descriptors split them.
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include <sys/uio.h>
 
 #include "block/block_file.h"
 #include "virtio/split_queue.h"
@@ -65,8 +68,25 @@ struct BlkOutcome {
   uint32_t written = 0;
 };
 
-// Executes the request in `chain` against `file`.
+// Executes the request in `chain` against `file`, synchronously.
 BlkOutcome HandleBlkRequest(const Chain& chain, block::BlockFile& file, const BlkParams& p);
+
+// The backend work a checked request still needs, for callers that run it asynchronously.
+struct BlkIo {
+  enum class Op : uint8_t { kNone, kRead, kWrite, kFlush };
+  Op op = Op::kNone;
+  std::vector<struct iovec> iov;  // guest buffers (host views of checked guest RAM)
+  uint64_t offset = 0;            // byte offset in the backend
+  uint64_t dataWritten = 0;       // bytes of the chain the success status reports as written
+  uint8_t* status = nullptr;      // the status byte in guest RAM
+};
+
+// Parses and checks the request exactly as HandleBlkRequest does. Returns true when it is already finished
+// (refused, GET_ID, discard and write-zeroes run here synchronously): *out holds the outcome and the status byte
+// is written. Returns false when *io names a read, write or flush for the caller to run; the caller then passes
+// its result to FinishBlkRequest, which writes the status byte.
+bool PrepareBlkRequest(const Chain& chain, block::BlockFile& file, const BlkParams& p, BlkIo* io, BlkOutcome* out);
+BlkOutcome FinishBlkRequest(const BlkIo& io, block::Errno result);
 
 }  // namespace virtio
 }  // namespace tsbhyve

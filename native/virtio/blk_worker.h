@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "block/async_io.h"
 #include "block/block_file.h"
 #include "guestmem/guest_memory.h"
 #include "virtio/blk_request.h"
@@ -25,6 +26,12 @@ namespace virtio {
 enum class WorkerEvent : int {
   kInterrupt = 1,   // a queue interrupt is due and no interrupt eventfd was given
   kNeedsReset = 2,  // the queue is broken (ChainError); the device must set DEVICE_NEEDS_RESET
+};
+
+// How the worker reaches the backend.
+enum class BlkEngine : int {
+  kAuto = 0,     // io_uring when the kernel allows it, else threads
+  kThreads = 1,  // synchronous calls on the queue thread (ioThreads 1) or on a pool
 };
 
 struct BlkWorkerConfig {
@@ -42,6 +49,7 @@ struct BlkWorkerConfig {
   // thread only walks chains and hands them to a pool, and requests complete out of order (§2.7.8 allows
   // it), as bhyve's blockif threads do.
   unsigned ioThreads = 1;
+  BlkEngine engine = BlkEngine::kAuto;
   std::function<void(WorkerEvent)> report;
 };
 
@@ -68,6 +76,10 @@ class BlkWorker {
   // ISR bits set by the worker since the last call (read-to-clear, §4.1.4.5).
   uint32_t TakeIsr() { return isr_.exchange(0); }
   const BlkWorkerStats& stats() const { return stats_; }
+  // "io_uring", "threads" (a pool) or "inline" (the queue thread), fixed by Start().
+  const char* engineName() const { return engineName_; }
+  // Why io_uring is not in use ("" when it is, or when threads were asked for).
+  const std::string& engineNote() const { return engineNote_; }
   ChainError queueError() const { return queueError_.load(); }
 
  private:
@@ -78,6 +90,10 @@ class BlkWorker {
   // Returns a chain to the used ring (any thread) and raises the interrupt the driver asked for.
   void Complete(uint16_t head, uint32_t written);
   void PoolThread();
+  // io_uring engine: the queue thread submits every request it finds as one batch and reaps completions.
+  void RunUring();
+  void StartAsync(const Chain& chain);
+  void FinishAsync(uint64_t tag, block::Errno err);
 
   BlkWorkerConfig cfg_;
   SplitQueue queue_;
@@ -99,6 +115,14 @@ class BlkWorker {
   uint32_t inflight_ = 0;  // chains popped and not yet returned
   bool poolExit_ = false;
   std::vector<std::thread> pool_;
+
+  const char* engineName_ = "inline";
+  std::string engineNote_;
+  std::unique_ptr<block::AsyncIo> aio_;
+  // Requests in the ring, by tag (index); free_ lists the unused entries.
+  std::vector<BlkIo> pend_;
+  std::vector<uint16_t> pendHead_;
+  std::vector<uint32_t> pendFree_;
 };
 
 }  // namespace virtio

@@ -238,6 +238,15 @@ class BlkWorkerWrap : public Napi::ObjectWrap<BlkWorkerWrap> {
     cfg.useIsr = Flag(o, "useIsr");
     if (iothreads < 1 || iothreads > 64) { ThrowType(env, "BlkWorker: ioThreads must be 1..64"); return; }
     cfg.ioThreads = unsigned(iothreads);
+    {
+      Napi::Value eng = o.Get("engine");
+      if (!eng.IsUndefined()) {
+        std::string v = eng.IsString() ? eng.As<Napi::String>().Utf8Value() : "";
+        if (v == "auto") cfg.engine = virtio::BlkEngine::kAuto;
+        else if (v == "threads") cfg.engine = virtio::BlkEngine::kThreads;
+        else { ThrowType(env, "BlkWorker: engine must be \"auto\" or \"threads\""); return; }
+      }
+    }
     cfg.params.discard = Flag(o, "discard");
     cfg.params.writeZeroes = Flag(o, "writeZeroes");
     cfg.params.maxDiscardSectors = uint32_t(std::min<uint64_t>(mds, UINT32_MAX));
@@ -301,6 +310,8 @@ class BlkWorkerWrap : public Napi::ObjectWrap<BlkWorkerWrap> {
       for (int i = 0; i < int(virtio::BlkError::kCount); i++) errCarry_[i] += worker_->stats().errors[i].load();
       reqCarry_ += worker_->stats().requests.load();
       irqCarry_ += worker_->stats().interrupts.load();
+      engineCarry_ = worker_->engineName();
+      noteCarry_ = worker_->engineNote();
       worker_->Stop();  // joins: no report can run after this
       worker_.reset();
     }
@@ -331,6 +342,10 @@ class BlkWorkerWrap : public Napi::ObjectWrap<BlkWorkerWrap> {
       qerr = int(worker_->queueError());
     }
     o.Set("requests", Napi::Number::New(env, double(req)));
+    const std::string engine = worker_ ? worker_->engineName() : engineCarry_;
+    const std::string note = worker_ ? worker_->engineNote() : noteCarry_;
+    if (!engine.empty()) o.Set("engine", Napi::String::New(env, engine));
+    if (!note.empty()) o.Set("engineNote", Napi::String::New(env, note));
     o.Set("interrupts", Napi::Number::New(env, double(irq)));
     Napi::Object e = Napi::Object::New(env);
     for (int i = 1; i < int(virtio::BlkError::kCount); i++)
@@ -350,6 +365,7 @@ class BlkWorkerWrap : public Napi::ObjectWrap<BlkWorkerWrap> {
   int lastError_ = 0;
   uint32_t isrCarry_ = 0;
   uint64_t reqCarry_ = 0, irqCarry_ = 0;
+  std::string engineCarry_, noteCarry_;
   uint64_t errCarry_[int(virtio::BlkError::kCount)] = {};
 };
 

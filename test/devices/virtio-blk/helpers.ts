@@ -4,6 +4,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { BlkWorkerStats } from '../../../devices/virtio-blk/native.js';
 import { GuestAlloc, virtioMachine, type LegacyVirtioPci, type RecordedKvm, type Seg, type SplitQueueDriver, type VirtioTestMachine } from '../../harness/virtio-driver.js';
 
 export const T_IN = 0;
@@ -25,6 +26,8 @@ export interface BlkRig {
   dir: string;
   features: number;
   warnings: string[];
+  /** the device's worker counters (engine in use, requests, errors), undefined while no worker runs */
+  stats(): BlkWorkerStats | undefined;
   close(): void;
 }
 
@@ -60,7 +63,7 @@ export function rig(o: RigOptions = {}): BlkRig {
   const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-vblk-'));
   const disk = o.diskPath ?? makeDisk(dir, o.size ?? 1 << 20, o.sparse);
   const spec = `3,virtio-blk,${disk}${o.opts ? ',' + o.opts : ''}`;
-  const { m, dev, warnings } = virtioMachine([...(o.flags ?? []), '-s', spec], 3, { kvm: o.kvm });
+  const { m, dev, warnings, bus } = virtioMachine([...(o.flags ?? []), '-s', spec], 3, { kvm: o.kvm });
   if (o.msix) {
     dev.enableMsix(2);
   }
@@ -74,6 +77,11 @@ export function rig(o: RigOptions = {}): BlkRig {
   const alloc = new GuestAlloc(0x40000, m.memory.size);
   return {
     m, dev, q, alloc, disk, dir, features, warnings,
+    stats() {
+      // The function's model is the virtio PCI transport; the block device sits behind it.
+      const transport = bus.find(0, 3, 0)?.model as unknown as { device?: { stats?: () => BlkWorkerStats | undefined } } | undefined;
+      return transport?.device?.stats?.();
+    },
     close() {
       m.close();
       rmSync(dir, { recursive: true, force: true });

@@ -38,7 +38,7 @@ function statusByte(r: BlkRig): number {
   return s;
 }
 
-for (const opts of ['', 'iothreads=4']) test(`descriptor loop: NEEDS_RESET, config interrupt, then a reset brings the queue back${opts ? ` (${opts})` : ''}`, async (t) => {
+for (const opts of ['', 'aio=threads', 'aio=threads,iothreads=4']) test(`descriptor loop: NEEDS_RESET, config interrupt, then a reset brings the queue back${opts ? ` (${opts})` : ''}`, async (t) => {
   const r = rig({ msix: true, opts });
   try {
     const h = header(r, T_IN, 0);
@@ -173,7 +173,7 @@ test('next index past the table', async (t) => {
   }
 });
 
-for (const opts of ['', 'iothreads=4']) test(`addresses past guest RAM and gpa+len overflow: IOERR, the queue keeps working${opts ? ` (${opts})` : ''}`, async (t) => {
+for (const opts of ['', 'aio=threads', 'aio=threads,iothreads=4']) test(`addresses past guest RAM and gpa+len overflow: IOERR, the queue keeps working${opts ? ` (${opts})` : ''}`, async (t) => {
   const r = rig({ opts });
   try {
     const size = r.m.memory.size;
@@ -264,7 +264,7 @@ test('queue rings outside guest RAM: NEEDS_RESET at activation', async (t) => {
   }
 });
 
-for (const opts of ['', 'iothreads=4']) test(`random garbage in the descriptor table and rings never crashes the host${opts ? ` (${opts})` : ''}`, async (t) => {
+for (const opts of ['', 'aio=threads', 'aio=threads,iothreads=4']) test(`random garbage in the descriptor table and rings never crashes the host${opts ? ` (${opts})` : ''}`, async (t) => {
   const r = rig({ opts });
   try {
     let seed = 12345;

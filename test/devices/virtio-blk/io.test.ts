@@ -299,8 +299,8 @@ test('nocache (O_DIRECT): aligned and unaligned guest buffers both work (unalign
   }
 });
 
-test('iothreads=4: requests complete out of order through the pool, data and statuses right', async (t) => {
-  const r = rig({ size: 1 << 20, opts: 'iothreads=4', msix: true });
+test('aio=threads,iothreads=4: requests complete out of order through the pool, data and statuses right', async (t) => {
+  const r = rig({ size: 1 << 20, opts: 'aio=threads,iothreads=4', msix: true });
   try {
     const rounds = 5;
     for (let round = 0; round < rounds; round++) {

@@ -29,7 +29,7 @@ test('options: flags, sector sizes, serial', (t) => {
   const o = opts('3,virtio-blk,/x/disk.img,nocache,direct,ro,nodelete,sectorsize=4096/8192,ser=S1,bootindex=2');
   t.deepEqual(
     { ...o },
-    { ioThreads: 1, path: '/x/disk.img', readOnly: true, noCache: true, sync: true, noDelete: true, logicalSector: 4096, physicalSector: 8192, serial: 'S1', bootindex: 2 },
+    { ioThreads: 1, engine: 'auto', path: '/x/disk.img', readOnly: true, noCache: true, sync: true, noDelete: true, logicalSector: 4096, physicalSector: 8192, serial: 'S1', bootindex: 2 },
     'every option parsed',
   );
   t.equal(opts('3,virtio-blk,/x/d,sectorsize=512').physicalSector, 512, 'P defaults to L');
@@ -49,6 +49,10 @@ test('options: errors with bhyve wording', (t) => {
   throwsBhyve(t, () => opts('3,virtio-blk,/x,ser=123456789012345678901'), /serial/, 'serial over 20 bytes');
   throwsBhyve(t, () => opts('3,virtio-blk,/x,iothreads=0'), /iothreads/, 'iothreads=0');
   t.equal(opts('3,virtio-blk,/x,iothreads=8').ioThreads, 8, 'iothreads=8');
+  t.equal(opts('3,virtio-blk,/x').engine, 'auto', 'io_uring where available by default');
+  t.equal(opts('3,virtio-blk,/x,aio=io_uring').engine, 'auto', 'aio=io_uring');
+  t.equal(opts('3,virtio-blk,/x,aio=threads').engine, 'threads', 'aio=threads');
+  throwsBhyve(t, () => opts('3,virtio-blk,/x,aio=native'), /aio/, 'aio=native refused');
   t.end();
 });
 
