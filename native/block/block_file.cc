@@ -5,6 +5,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 namespace tsbhyve {
@@ -21,6 +23,21 @@ namespace {
 
 // Zeroes written per pwrite when the file system cannot zero a range itself.
 constexpr size_t kZeroChunk = 1 << 20;
+
+// Whether the block device `rdev` can discard: its queue's discard_max_bytes is not 0. A partition has no
+// queue directory of its own; its disk's is one level up.
+bool DeviceCanDiscard(dev_t rdev) {
+  const std::string base = "/sys/dev/block/" + std::to_string(major(rdev)) + ":" + std::to_string(minor(rdev));
+  for (const char* rel : {"/queue/discard_max_bytes", "/../queue/discard_max_bytes"}) {
+    int fd = open((base + rel).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    char buf[32] = {0};
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n > 0) return std::strtoull(buf, nullptr, 10) > 0;
+  }
+  return false;
+}
 
 Errno RetryingIo(int fd, const struct iovec* iov, int iovcnt, uint64_t off, bool write) {
   // Copy the vector so that a partial transfer can advance it without touching the caller's array.
@@ -113,8 +130,8 @@ Errno BlockFile::Open(const OpenOptions& o, std::unique_ptr<BlockFile>* out, std
   }
   if (!f->readOnly_ && !o.noDelete) {
     if (f->isBlockDevice_) {
-      // Block devices accept FALLOC_FL_PUNCH_HOLE (blkdev_fallocate) when they can discard at all.
-      f->canDelete_ = true;
+      // Discards go to the device with BLKDISCARD, when its queue takes them.
+      f->canDelete_ = DeviceCanDiscard(st.st_rdev);
     } else {
       // Probe: punching one byte past the end with KEEP_SIZE changes nothing and fails only when the file
       // system has no hole support.
@@ -232,6 +249,11 @@ Errno BlockFile::Discard(uint64_t off, uint64_t len) {
   if (!RangeOk(off, len)) return EIO;
   if (len == 0) return 0;
   if (off > uint64_t(INT64_MAX) || len > uint64_t(INT64_MAX)) return EINVAL;
+  if (isBlockDevice_) {
+    // A plain discard (what the guest asked for); on a block device a punched hole would be a zero-out.
+    uint64_t range[2] = {off, len};
+    return ioctl(fd_, BLKDISCARD, range) == 0 ? 0 : errno;
+  }
   if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(off), off_t(len)) != 0) return errno;
   return 0;
 }

@@ -399,11 +399,15 @@ test('a resized disk: new capacity in the configuration, a configuration interru
 });
 
 /** A loop device over a new file, or why one cannot be made here (needs root and the loop driver). */
-function loopDevice(size: number): { dev: string; file: string; dir: string } | string {
+function loopDevice(size: number, fill?: number): { dev: string; file: string; dir: string } | string {
   const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-loop-'));
   const file = join(dir, 'disk.img');
-  writeFileSync(file, new Uint8Array(0));
-  truncateSync(file, size);
+  if (fill === undefined) {
+    writeFileSync(file, new Uint8Array(0));
+    truncateSync(file, size);
+  } else {
+    writeFileSync(file, new Uint8Array(size).fill(fill));
+  }
   try {
     const dev = execFileSync('losetup', ['-f', '--show', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
     return { dev, file, dir };
@@ -456,5 +460,30 @@ test('a completion on a masked MSI-X vector waits in the PBA and arrives on unma
     t.equal((await request(r, T_IN, 1, 512)).status, S_OK, 'the queue keeps working after the unmask');
   } finally {
     r.close();
+  }
+});
+
+test('discard on a block device (a loop device) goes down as BLKDISCARD: the backing file loses the blocks', async (t) => {
+  const loop = loopDevice(4 << 20, 0x5a);
+  if (typeof loop === 'string') {
+    t.comment(`skipped: ${loop}`);
+    t.pass('skipped without loop devices');
+    return;
+  }
+  const r = rig({ diskPath: loop.dev });
+  try {
+    t.ok(r.features & bit(VIRTIO_BLK_F_DISCARD), 'discard offered: the loop queue takes discards');
+    const before = statSync(loop.file).blocks;
+    const rep = await request(r, T_DISCARD, 0, rangeSegment(2048, 4096));
+    t.equal(rep.status, S_OK, 'discard of 2 MiB OK');
+    t.equal((await request(r, T_FLUSH, 0)).status, S_OK, 'flush OK');
+    const after = statSync(loop.file).blocks;
+    t.ok(after <= before - (2 << 20) / 512 + 16, `the backing file's st_blocks ${before} -> ${after}`);
+    const kept = await request(r, T_IN, 0, 4096);
+    t.ok(kept.data.every((b) => b === 0x5a), 'data outside the range is kept');
+  } finally {
+    r.close();
+    execFileSync('losetup', ['-d', loop.dev]);
+    rmSync(loop.dir, { recursive: true, force: true });
   }
 });
