@@ -1,5 +1,5 @@
 // The Machine that device models see (src/platform/machine.ts), implemented over a running Vm.
-import type { DataPath, GuestMemoryAccess, IoSpace, InterruptController, Machine, MmioHandler, PortHandler, SuspendHow } from '../platform/machine.js';
+import type { DataPath, GuestMemoryAccess, IoSpace, InterruptController, Machine, MachineAccelerators, MmioHandler, PortHandler, SuspendHow } from '../platform/machine.js';
 import { SuspendHow as VmSuspend, type Vm } from './vm.js';
 
 const SUSPEND: Record<SuspendHow, VmSuspend> = {
@@ -43,12 +43,15 @@ export class VmMachine implements Machine {
   readonly irq: InterruptController;
   readonly memory: GuestMemoryAccess;
   readonly dataPath: DataPath;
+  /** 0xCF8/0xCFC on the vCPU threads: absent functions answered natively, present ones forwarded to ECAM. */
+  readonly accel: MachineAccelerators;
   private readonly closers: Array<() => void> = [];
   /** the next free GSI for MSI routes (docs/vmm.md: 64 and up) */
   private nextMsiGsi = 64;
 
   constructor(private readonly vm: Vm) {
     const stats = this.exitStats;
+    this.accel = { pciConf1: (ecamBase, present) => vm.setPciConf1(ecamBase, present) };
     const ports = new Map<number, () => void>();
     const mmio = new Map<number, () => void>();
     this.io = {
