@@ -125,6 +125,7 @@ class Vm {
   void VcpuLoop(Vcpu* v);
   void WatchdogLoop();
   void CheckHalted(Vcpu* v);
+  void DumpVcpu(Vcpu* v);
   bool HandleIo(Vcpu* v);
   bool HandleMmio(Vcpu* v);
   // Routes one MMIO access (a guest access or a forwarded one) to its native or TypeScript owner.
@@ -177,6 +178,7 @@ class Vm {
   std::atomic<bool> stopWatchdog_{false};
   void* watchdog_ = nullptr;  // std::thread*, kept opaque to keep <thread> out of this header
   bool started_ = false;
+  int dumpEveryMs_ = 0;  // TSBHYVE_VCPU_DUMP=seconds: periodic vCPU state dumps on stderr
 };
 
 }  // namespace tsbhyve::vmm
