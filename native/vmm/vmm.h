@@ -128,6 +128,7 @@ class Vm {
   void VcpuLoop(Vcpu* v);
   void WatchdogLoop();
   void CheckHalted(Vcpu* v);
+  void DumpVcpu(Vcpu* v);
   bool HandleIo(Vcpu* v);
   bool HandleMmio(Vcpu* v);
   // Routes one MMIO access (a guest access or a forwarded one) to its native or TypeScript owner.
@@ -191,6 +192,7 @@ class Vm {
   std::atomic<uint32_t> stopWatchdog_{0};  // a futex word: Join wakes the watchdog's sleep at once
   void* watchdog_ = nullptr;  // std::thread*, kept opaque to keep <thread> out of this header
   bool started_ = false;
+  int dumpEveryMs_ = 0;  // TSBHYVE_VCPU_DUMP=seconds: periodic vCPU state dumps on stderr
 };
 
 }  // namespace tsbhyve::vmm

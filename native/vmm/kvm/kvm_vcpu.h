@@ -30,6 +30,7 @@ struct Vcpu {
   std::atomic<uint64_t> ioExits{0}, mmioExits{0}, msrExits{0}, nativeHandled{0}, jsHandled{0};
   uint64_t watchdogSeen = 0;          // watchdog-thread private
   std::atomic<bool> haltedIf0{false};
+  std::atomic<bool> dumpRequested{false};  // TSBHYVE_VCPU_DUMP: the watchdog asks this thread to print its state
   std::atomic<bool> parked{false};    // waiting in the exit channel: its state may be read and written // last check found HLT with interrupts disabled (or waiting for SIPI)
 };
 

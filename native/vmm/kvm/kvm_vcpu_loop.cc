@@ -13,8 +13,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
 
 #include "vmm/kvm/kvm_vcpu.h"
 #include "vmm/vmm.h"
@@ -60,6 +62,7 @@ Status Vm::Start(const std::vector<std::vector<int>>& cpusets) {
     v->thread = std::thread([this, raw] { VcpuLoop(raw); });
   }
   stopWatchdog_.store(0);
+  if (const char* d = getenv("TSBHYVE_VCPU_DUMP")) dumpEveryMs_ = int(atof(d) * 1000);
   watchdog_ = new std::thread([this] { WatchdogLoop(); });
   return Status::Ok();
 }
@@ -100,6 +103,7 @@ int Vm::Join(std::string* error) {
 void Vm::WatchdogLoop() {
   // A vCPU sitting in KVM_RUN without exits for a whole period may be halted: kick it so it can look.
   const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(kWatchdogPeriod).count();
+  int sinceDump = 0;
   while (!stopWatchdog_.load()) {
     // Sleeps one period unless Join sets the word first (a plain sleep made every Join wait up to 20 ms
     // with the main thread blocked).
@@ -107,6 +111,19 @@ void Vm::WatchdogLoop() {
     syscall(SYS_futex, reinterpret_cast<uint32_t*>(&stopWatchdog_), FUTEX_WAIT_PRIVATE, 0, &period, nullptr, 0);
     if (stopWatchdog_.load()) break;
     if (suspendHow_.load() >= 0) continue;
+    if (dumpEveryMs_ > 0 && (sinceDump += int(kWatchdogPeriod.count())) >= dumpEveryMs_) {
+      sinceDump = 0;
+      for (auto& v : vcpus_) {
+        if (v->parked.load()) {
+          ExitSlot* s = channel_.slot(v->id);
+          std::fprintf(stderr, "[vcpu-dump] vcpu %d parked in the exit channel: kind %u addr 0x%llx state %u waiting %u exits %llu\n", v->id,
+                       s->kind, (unsigned long long)s->addr, s->state.load(), s->waiting.load(), (unsigned long long)v->exits.load());
+        } else {
+          v->dumpRequested.store(true);
+          if (v->inThread.load()) pthread_kill(v->tid.load(), KickSignal());
+        }
+      }
+    }
     for (auto& v : vcpus_) {
       uint64_t n = v->exits.load(std::memory_order_relaxed);
       if (n == v->watchdogSeen && v->inThread.load()) pthread_kill(v->tid.load(), KickSignal());
@@ -132,6 +149,55 @@ void Vm::CheckHalted(Vcpu* v) {
   Suspend(SuspendHow::kHalt);
 }
 
+// TSBHYVE_VCPU_DUMP=<seconds> (diagnostics): every that many seconds the watchdog kicks each vCPU, which prints
+// its MP state, registers, pending events, LAPIC (timer, IRR/ISR, ICR) and the kernel-text addresses found on its
+// stack to stderr; a vCPU parked in the exit channel is reported by the watchdog instead. Runs on the vCPU's own
+// thread (vCPU ioctls need it), between KVM_RUN calls.
+void Vm::DumpVcpu(Vcpu* v) {
+  kvm_mp_state mp{};
+  ioctl(v->fd, KVM_GET_MP_STATE, &mp);
+  kvm_regs r{};
+  ioctl(v->fd, KVM_GET_REGS, &r);
+  kvm_sregs sr{};
+  ioctl(v->fd, KVM_GET_SREGS, &sr);
+  kvm_vcpu_events ev{};
+  ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev);
+  kvm_lapic_state la{};
+  ioctl(v->fd, KVM_GET_LAPIC, &la);
+  auto L = [&](int off) { uint32_t x; std::memcpy(&x, la.regs + off, 4); return x; };
+  char irr[80] = {0}, isr[80] = {0};
+  for (int k = 7; k >= 0; k--) {
+    std::snprintf(irr + (7 - k) * 9, 10, "%08x ", L(0x200 + k * 16));
+    std::snprintf(isr + (7 - k) * 9, 10, "%08x ", L(0x100 + k * 16));
+  }
+  std::fprintf(stderr,
+               "[vcpu-dump] vcpu %d mp %u rip 0x%llx rsp 0x%llx rflags 0x%llx rax 0x%llx rcx 0x%llx rdx 0x%llx rdi 0x%llx cr0 0x%llx cr3 0x%llx cr4 0x%llx efer 0x%llx cs 0x%x exits %llu io %llu mmio %llu js %llu\n"
+               "[vcpu-dump]   events: exc %u/%u irq inj %u nr %u shadow %u nmi inj %u pend %u masked %u sipi 0x%x | apic id %08x tpr %x ppr %x svr %x lvtt %08x tmict %u tmcct %u tdcr %x icr %08x:%08x lint0 %08x lint1 %08x\n"
+               "[vcpu-dump]   irr %s\n[vcpu-dump]   isr %s\n",
+               v->id, mp.mp_state, (unsigned long long)r.rip, (unsigned long long)r.rsp, (unsigned long long)r.rflags,
+               (unsigned long long)r.rax, (unsigned long long)r.rcx, (unsigned long long)r.rdx, (unsigned long long)r.rdi,
+               (unsigned long long)sr.cr0, (unsigned long long)sr.cr3, (unsigned long long)sr.cr4, (unsigned long long)sr.efer, sr.cs.selector,
+               (unsigned long long)v->exits.load(), (unsigned long long)v->ioExits.load(), (unsigned long long)v->mmioExits.load(),
+               (unsigned long long)v->jsHandled.load(), ev.exception.injected, ev.exception.pending, ev.interrupt.injected, ev.interrupt.nr,
+               ev.interrupt.shadow, ev.nmi.injected, ev.nmi.pending, ev.nmi.masked, ev.sipi_vector, L(0x20), L(0x80), L(0xa0), L(0xf0),
+               L(0x320), L(0x380), L(0x390), L(0x3e0), L(0x310), L(0x300), L(0x350), L(0x360), irr, isr);
+  // Kernel text addresses on the stack, for a rough backtrace (translate through the guest's page tables).
+  std::string words;
+  for (int k = 0; k < 48; k++) {
+    kvm_translation t{};
+    t.linear_address = r.rsp + uint64_t(k) * 8;
+    if (ioctl(v->fd, KVM_TRANSLATE, &t) != 0 || !t.valid) break;
+    uint64_t w = 0;
+    if (mem_->Read(t.physical_address, &w, 8) != MemError::kOk) break;
+    if (w >= 0xffffffff80000000ull && w < 0xffffffffc0000000ull) {
+      char b[24];
+      std::snprintf(b, sizeof b, " %llx", (unsigned long long)w);
+      words += b;
+    }
+  }
+  std::fprintf(stderr, "[vcpu-dump]   stack:%s\n", words.c_str());
+}
+
 void Vm::VcpuLoop(Vcpu* v) {
   v->tid.store(pthread_self());
   v->inThread.store(true);
@@ -152,6 +218,7 @@ void Vm::VcpuLoop(Vcpu* v) {
   pthread_sigmask(SIG_UNBLOCK, &un, nullptr);
 
   while (suspendHow_.load(std::memory_order_acquire) < 0) {
+    if (v->dumpRequested.load(std::memory_order_relaxed) && v->dumpRequested.exchange(false)) DumpVcpu(v);
     int r = ioctl(v->fd, KVM_RUN, 0);
     v->exits.fetch_add(1, std::memory_order_relaxed);
     if (r < 0) {

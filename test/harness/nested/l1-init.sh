@@ -3,7 +3,8 @@
 # exists, mounts the host's /usr (read-only) and the project directory (read-write, at the host's own
 # path) over virtio-9p, runs the one script named on the kernel command line with the host's bash,
 # prints its exit status between fixed markers and powers off.
-# Kernel command line words read here: tsbhyve.project=<path> tsbhyve.run=<script path>
+# Kernel command line words read here: tsbhyve.project=<path> tsbhyve.run=<script path>, and any number of
+# tsbhyve.mount=<9p tag>:<path> (host directories the project links to, mounted read-write at the same path)
 PATH=/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -25,10 +26,12 @@ done < /etc/modules.load
 
 project=
 run=
+mounts=
 for word in $(cat /proc/cmdline); do
   case $word in
     tsbhyve.project=*) project=${word#tsbhyve.project=} ;;
     tsbhyve.run=*) run=${word#tsbhyve.run=} ;;
+    tsbhyve.mount=*) mounts="$mounts ${word#tsbhyve.mount=}" ;;
   esac
 done
 
@@ -43,6 +46,10 @@ if [ -n "$project" ]; then
   mkdir -p "$project"
   mount -t 9p -o "$opts" project "$project" || echo "TSBHYVE-L1-WARN cannot mount the project at $project"
 fi
+for m in $mounts; do
+  mkdir -p "${m#*:}"
+  mount -t 9p -o "$opts" "${m%%:*}" "${m#*:}" || echo "TSBHYVE-L1-WARN cannot mount ${m%%:*} at ${m#*:}"
+done
 
 shell=/usr/bin/bash
 [ -x "$shell" ] || shell=/bin/sh

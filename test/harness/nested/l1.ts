@@ -3,8 +3,8 @@
 // cannot). The host's /usr and the project directory are shared over virtio-9p, so the command sees
 // the host's programs and the project's files at the same paths, and runs with /dev/kvm present.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { cacheRoot, projectRoot } from '../../../firmware/linux/paths.js';
 import { LineSplitter, type ConsoleLine } from './console.js';
 import { l1Image } from './l1-image.js';
@@ -56,19 +56,42 @@ function shellQuote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
+/**
+ * Directories the project reaches through symlinks that point outside it (a git worktree whose `.cache` is a
+ * link to another checkout's): L1 mounts them at their real paths too, or the links would dangle there.
+ */
+export function linkedOutsideProject(): string[] {
+  const out: string[] = [];
+  for (const dir of [cacheRoot]) {
+    let real: string;
+    try {
+      real = realpathSync(dir);
+    } catch {
+      continue;
+    }
+    const rel = relative(realpathSync(projectRoot), real);
+    if ((rel.startsWith('..') || rel.startsWith('/')) && !/[\s:]/.test(real)) out.push(real);
+  }
+  return out;
+}
+
 /** The QEMU command line for an L1 machine that runs `script` (a path inside the project). `kernel` may be a
  * bzImage or a vmlinux ELF with a PVH note (quicker under TCG: nothing to decompress). */
 export function l1QemuArgs(kernel: string, initrd: string, script: string, memMiB: number, cpus: number): string[] {
+  const extra = linkedOutsideProject();
+  const mounts = extra.map((p, i) => ` tsbhyve.mount=extra${i}:${p}`).join('');
   return [
     // TCG emulates SVM with nested paging; la57 is dropped because kvm_amd in 6.1 does not expect it.
     '-accel', 'tcg', '-cpu', 'max,-la57', '-m', String(memMiB), '-smp', String(cpus),
     '-kernel', kernel, '-initrd', initrd,
     // mitigations=off: speculative-execution defences only slow an emulated CPU down; nor do we need
     // the crypto self-tests, one of the slowest parts of a kernel boot under emulation.
-    '-append', `console=ttyS0 quiet panic=-1 mitigations=off cryptomgr.notests tsbhyve.project=${projectRoot} tsbhyve.run=${script}`,
+    '-append', `console=ttyS0 quiet panic=-1 mitigations=off cryptomgr.notests tsbhyve.project=${projectRoot} tsbhyve.run=${script}${mounts}`,
     '-nographic', '-no-reboot', '-vga', 'none', '-nic', 'none',
     '-virtfs', 'local,path=/usr,mount_tag=usr,security_model=none,readonly=on',
     '-virtfs', `local,path=${projectRoot},mount_tag=project,security_model=none`,
+    ...extra.flatMap((p, i) => ['-virtfs', `local,path=${p},mount_tag=extra${i},security_model=none`]),
+    ...(process.env.TSBHYVE_L1_MONITOR ? ['-monitor', `unix:${process.env.TSBHYVE_L1_MONITOR},server,nowait`] : []),
   ];
 }
 
