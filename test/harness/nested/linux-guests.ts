@@ -84,6 +84,8 @@ export interface LinuxGuestOptions {
   onLine?: (line: ConsoleLine) => void;
   /** Force where the guests run (default: detected). */
   where?: 'host' | 'l1';
+  /** CPUs of the L1 machine when the guests run inside one (default 1). */
+  l1Cpus?: number;
 }
 
 const namePattern = /^[A-Za-z0-9_-]+$/;
@@ -289,7 +291,7 @@ export async function runLinuxGuests(guests: readonly LinuxGuest[], opts: LinuxG
       const lines = await runOnHost(script, timeoutMs, opts.onLine);
       return { where, reason, totalMs: performance.now() - startedAt, guests: parseBatch(lines, names) };
     }
-    const l1 = await runInL1(`sh ${shellQuote(script)}`, { timeoutMs, onLine: opts.onLine });
+    const l1 = await runInL1(`sh ${shellQuote(script)}`, { timeoutMs, onLine: opts.onLine, cpus: opts.l1Cpus });
     return {
       where,
       reason,
