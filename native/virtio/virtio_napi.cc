@@ -215,12 +215,12 @@ class BlkWorkerWrap : public Napi::ObjectWrap<BlkWorkerWrap> {
     if (!cfg.file) { ThrowErrno(env, EBADF, "block backend closed"); return; }
 
     Napi::Object o = info[2].As<Napi::Object>();
-    uint64_t size, pfn, desc, avail, used, mds, mdseg, mwz, mwzseg, segmax, iothreads;
+    uint64_t size, pfn, desc, avail, used, mds, mdseg, mwz, mwzseg, segmax, iothreads, pollus;
     if (!Num(o, "size", 0, &size) || !Num(o, "pfn", 0, &pfn) || !Num(o, "desc", 0, &desc) ||
         !Num(o, "avail", 0, &avail) || !Num(o, "used", 0, &used) || !Num(o, "maxDiscardSectors", 0, &mds) ||
         !Num(o, "maxDiscardSegments", 1, &mdseg) || !Num(o, "maxWriteZeroesSectors", 0, &mwz) ||
         !Num(o, "maxWriteZeroesSegments", 1, &mwzseg) || !Num(o, "maxSegments", 0, &segmax) ||
-        !Num(o, "ioThreads", 1, &iothreads))
+        !Num(o, "ioThreads", 1, &iothreads) || !Num(o, "pollMicros", 32, &pollus))
       return;
     if (size == 0 || size > virtio::kMaxQueueSize || (size & (size - 1)) != 0)
       { ThrowType(env, "BlkWorker: queue size must be a power of two up to 32768"); return; }
@@ -238,6 +238,8 @@ class BlkWorkerWrap : public Napi::ObjectWrap<BlkWorkerWrap> {
     cfg.useIsr = Flag(o, "useIsr");
     if (iothreads < 1 || iothreads > 64) { ThrowType(env, "BlkWorker: ioThreads must be 1..64"); return; }
     cfg.ioThreads = unsigned(iothreads);
+    if (pollus > 1000) { ThrowType(env, "BlkWorker: pollMicros must be 0..1000"); return; }
+    cfg.pollMicros = unsigned(pollus);
     {
       Napi::Value eng = o.Get("engine");
       if (!eng.IsUndefined()) {
