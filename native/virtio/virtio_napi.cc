@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -180,6 +181,16 @@ class BackendWrap : public Napi::ObjectWrap<BackendWrap> {
 
 // --- BlkWorker ----------------------------------------------------------------------------------------------
 
+// The io_uring worker's idle watch (BlkWorkerConfig::pollMicros): 32 us unless TSBHYVE_BLK_POLL_US says
+// otherwise (a tuning knob for hosts without a spare CPU; 0 turns the watch off).
+uint64_t DefaultPollMicros() {
+  const char* v = std::getenv("TSBHYVE_BLK_POLL_US");
+  if (v == nullptr || *v == '\0') return 32;
+  char* end = nullptr;
+  unsigned long n = std::strtoul(v, &end, 10);
+  return (end != nullptr && *end == '\0' && n <= 1000) ? n : 32;
+}
+
 class BlkWorkerWrap : public Napi::ObjectWrap<BlkWorkerWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -220,7 +231,7 @@ class BlkWorkerWrap : public Napi::ObjectWrap<BlkWorkerWrap> {
         !Num(o, "avail", 0, &avail) || !Num(o, "used", 0, &used) || !Num(o, "maxDiscardSectors", 0, &mds) ||
         !Num(o, "maxDiscardSegments", 1, &mdseg) || !Num(o, "maxWriteZeroesSectors", 0, &mwz) ||
         !Num(o, "maxWriteZeroesSegments", 1, &mwzseg) || !Num(o, "maxSegments", 0, &segmax) ||
-        !Num(o, "ioThreads", 1, &iothreads) || !Num(o, "pollMicros", 32, &pollus))
+        !Num(o, "ioThreads", 1, &iothreads) || !Num(o, "pollMicros", DefaultPollMicros(), &pollus))
       return;
     if (size == 0 || size > virtio::kMaxQueueSize || (size & (size - 1)) != 0)
       { ThrowType(env, "BlkWorker: queue size must be a power of two up to 32768"); return; }
