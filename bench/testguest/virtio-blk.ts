@@ -1,8 +1,8 @@
 // The test guest's virtio-blk workloads (bench=virtio-blk,<workload>) on tsbhyve and on QEMU+KVM, same ELF, same disk
 // file, same run, rounds interleaved. Contenders:
-//   tsbhyve          -s 3,virtio-blk,FILE            (bhyve's default: the host page cache)
-//   tsbhyve-nocache  -s 3,virtio-blk,FILE,nocache    (O_DIRECT: the same caching as QEMU below)
-//   tsbhyve-nc-io8   -s 3,virtio-blk,FILE,nocache,iothreads=8   (O_DIRECT served by 8 I/O threads)
+//   tsbhyve          -s 3,virtio-blk,FILE            (bhyve's default: the host page cache; io_uring engine)
+//   tsbhyve-nocache  -s 3,virtio-blk,FILE,nocache    (O_DIRECT: the same caching as QEMU below; io_uring engine)
+//   tsbhyve-nc-io8   -s 3,virtio-blk,FILE,nocache,aio=threads,iothreads=8   (O_DIRECT served by 8 I/O threads)
 //   qemu             -M q35 (qboot), virtio-blk-pci disable-modern=on, cache=none, aio=native
 //   qemu-writeback   the same with cache=writeback, aio=threads (the page cache, like tsbhyve's default)
 // Pairs that cache alike: tsbhyve / qemu-writeback, and tsbhyve-nocache or tsbhyve-nc-io8 / qemu.
@@ -30,7 +30,7 @@ closeSync(fd);
 const contenders: Contender[] = [
   { name: 'tsbhyve', vmm: 'tsbhyve', args: ['-s', `3,virtio-blk,${disk}`] },
   { name: 'tsbhyve-nocache', vmm: 'tsbhyve', args: ['-s', `3,virtio-blk,${disk},nocache`] },
-  { name: 'tsbhyve-nc-io8', vmm: 'tsbhyve', args: ['-s', `3,virtio-blk,${disk},nocache,iothreads=8`] },
+  { name: 'tsbhyve-nc-io8', vmm: 'tsbhyve', args: ['-s', `3,virtio-blk,${disk},nocache,aio=threads,iothreads=8`] },
   { name: 'qemu', vmm: 'qemu', args: qemuVirtioBlkArgs(disk) },
   { name: 'qemu-writeback', vmm: 'qemu', args: qemuVirtioBlkArgs(disk, { cache: 'writeback' }) },
 ];

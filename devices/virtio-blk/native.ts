@@ -57,6 +57,8 @@ export type BlkWorkerConfig = QueueGeometry & {
   ioThreads?: number;
   /** 'auto' (default): io_uring when the kernel allows it, else ioThreads; 'threads': never io_uring */
   engine?: 'auto' | 'threads';
+  /** io_uring engine: microseconds an idle worker watches the ring before sleeping (0..1000, default 32) */
+  pollMicros?: number;
   /** eventfd the worker sleeps on */
   notifyFd: number;
   /** eventfd to signal for a queue interrupt (irqfd); absent: onEvent(WORKER_EVENT_INTERRUPT) */

@@ -50,6 +50,10 @@ struct BlkWorkerConfig {
   // it), as bhyve's blockif threads do.
   unsigned ioThreads = 1;
   BlkEngine engine = BlkEngine::kAuto;
+  // io_uring engine: how long an idle queue thread keeps watching the avail ring (kicks suppressed) after its
+  // last request before sleeping. After a watch that finds nothing it stops watching for 16 kicks, doubling
+  // with each fruitless watch in a row up to 1024. 0 turns it off.
+  unsigned pollMicros = 32;
   std::function<void(WorkerEvent)> report;
 };
 
@@ -94,6 +98,11 @@ class BlkWorker {
   void RunUring();
   void StartAsync(const Chain& chain);
   void FinishAsync(uint64_t tag, block::Errno err);
+  // Idle io_uring worker: watches the avail ring for up to pollNs_ with kicks suppressed before sleeping.
+  bool PollAvail();
+  uint64_t pollNs_ = 0;        // current watch length, 0 while cooling down
+  unsigned pollCooldown_ = 0;  // kicks before watching again
+  unsigned pollMisses_ = 0;    // fruitless watches in a row
 
   BlkWorkerConfig cfg_;
   SplitQueue queue_;

@@ -80,6 +80,8 @@ bool SplitQueue::Attach(const GuestMemory& mem, const QueueLayout& layout, bool 
   }
   // Start from where the driver's used index is (0 after a reset, as the spec requires it to be).
   usedIdx_ = signalledUsed_ = Load16(used_ + 2);
+  // A worker before this one may have left kicks suppressed; EnableNotifyAndCheck will clear it.
+  noNotify_ = (Load16(used_) & kUsedNoNotify) != 0;
   lastAvail_ = usedIdx_;
   return true;
 }
@@ -174,8 +176,19 @@ bool SplitQueue::NeedInterrupt() {
   return (Load16(avail_) & kAvailNoInterrupt) == 0;
 }
 
+void SplitQueue::DisableNotify() {
+  if (!eventIdx_ && !noNotify_) {
+    Store16(used_, kUsedNoNotify);
+    noNotify_ = true;
+  }
+}
+
 bool SplitQueue::EnableNotifyAndCheck() {
   if (error_ != ChainError::kNone) return false;
+  if (noNotify_) {
+    Store16(used_, 0);
+    noNotify_ = false;
+  }
   if (eventIdx_) {
     // avail_event sits after the used ring: "kick me when avail idx passes lastAvail_".
     Store16(used_ + 4 + 8u * layout_.size, lastAvail_);

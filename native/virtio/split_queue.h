@@ -79,6 +79,12 @@ class SplitQueue {
   // With EVENT_IDX: asks for a notification at the next avail index, then reports whether more arrived
   // meanwhile (so the caller loops instead of sleeping on a lost kick).
   bool EnableNotifyAndCheck();
+  // Asks the driver not to kick while the device will look at the ring anyway (it is polling, or requests are
+  // in flight whose completions wake it): VIRTQ_USED_F_NO_NOTIFY without EVENT_IDX; with EVENT_IDX the
+  // avail_event left behind already does it (the driver kicks at most once). EnableNotifyAndCheck undoes it.
+  void DisableNotify();
+  // Whether the driver made more chains available (a cheap look, for polling).
+  bool HasAvail() const { return error_ == ChainError::kNone && LoadAvailIdx() != lastAvail_; }
 
   ChainError error() const { return error_; }
   uint16_t size() const { return layout_.size; }
@@ -104,6 +110,7 @@ class SplitQueue {
   uint16_t lastAvail_ = 0;
   uint16_t usedIdx_ = 0;
   uint16_t signalledUsed_ = 0;  // used idx at the last NeedInterrupt() decision
+  bool noNotify_ = false;       // VIRTQ_USED_F_NO_NOTIFY is set in the used ring flags
   ChainError error_ = ChainError::kNone;
 };
 

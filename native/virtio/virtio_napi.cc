@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -180,6 +181,16 @@ class BackendWrap : public Napi::ObjectWrap<BackendWrap> {
 
 // --- BlkWorker ----------------------------------------------------------------------------------------------
 
+// The io_uring worker's idle watch (BlkWorkerConfig::pollMicros): 32 us unless TSBHYVE_BLK_POLL_US says
+// otherwise (a tuning knob for hosts without a spare CPU; 0 turns the watch off).
+uint64_t DefaultPollMicros() {
+  const char* v = std::getenv("TSBHYVE_BLK_POLL_US");
+  if (v == nullptr || *v == '\0') return 32;
+  char* end = nullptr;
+  unsigned long n = std::strtoul(v, &end, 10);
+  return (end != nullptr && *end == '\0' && n <= 1000) ? n : 32;
+}
+
 class BlkWorkerWrap : public Napi::ObjectWrap<BlkWorkerWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -215,12 +226,12 @@ class BlkWorkerWrap : public Napi::ObjectWrap<BlkWorkerWrap> {
     if (!cfg.file) { ThrowErrno(env, EBADF, "block backend closed"); return; }
 
     Napi::Object o = info[2].As<Napi::Object>();
-    uint64_t size, pfn, desc, avail, used, mds, mdseg, mwz, mwzseg, segmax, iothreads;
+    uint64_t size, pfn, desc, avail, used, mds, mdseg, mwz, mwzseg, segmax, iothreads, pollus;
     if (!Num(o, "size", 0, &size) || !Num(o, "pfn", 0, &pfn) || !Num(o, "desc", 0, &desc) ||
         !Num(o, "avail", 0, &avail) || !Num(o, "used", 0, &used) || !Num(o, "maxDiscardSectors", 0, &mds) ||
         !Num(o, "maxDiscardSegments", 1, &mdseg) || !Num(o, "maxWriteZeroesSectors", 0, &mwz) ||
         !Num(o, "maxWriteZeroesSegments", 1, &mwzseg) || !Num(o, "maxSegments", 0, &segmax) ||
-        !Num(o, "ioThreads", 1, &iothreads))
+        !Num(o, "ioThreads", 1, &iothreads) || !Num(o, "pollMicros", DefaultPollMicros(), &pollus))
       return;
     if (size == 0 || size > virtio::kMaxQueueSize || (size & (size - 1)) != 0)
       { ThrowType(env, "BlkWorker: queue size must be a power of two up to 32768"); return; }
@@ -238,6 +249,8 @@ class BlkWorkerWrap : public Napi::ObjectWrap<BlkWorkerWrap> {
     cfg.useIsr = Flag(o, "useIsr");
     if (iothreads < 1 || iothreads > 64) { ThrowType(env, "BlkWorker: ioThreads must be 1..64"); return; }
     cfg.ioThreads = unsigned(iothreads);
+    if (pollus > 1000) { ThrowType(env, "BlkWorker: pollMicros must be 0..1000"); return; }
+    cfg.pollMicros = unsigned(pollus);
     {
       Napi::Value eng = o.Get("engine");
       if (!eng.IsUndefined()) {
