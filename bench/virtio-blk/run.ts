@@ -1,5 +1,5 @@
 // virtio-blk data path without a VM: the guest-driver harness keeps `depth` 4 KiB requests in flight on the
-// device's queue (random sectors of one file), the native worker serves them, and completions come back
+// device's queue (random sectors of one file; each completion is resubmitted at once, as fio does), the native worker serves them, and completions come back
 // through the MSI-X callback path. benchmark.js measures requests per second; host fio measures the same
 // pattern on the same file (psync: one thread, positioned reads/writes, as the worker does). Prints both and
 // the ratio tsbhyve / fio. The file stays in the page cache for both (fio --invalidate=0).
@@ -66,37 +66,89 @@ irq.msi = (addr, data) => {
   }
 };
 
-/** Submits `depth` requests and resolves when all came back. */
-function batch(write: boolean): Promise<void> {
-  const target = (q.usedIdx() + depth) & 0xffff;
-  for (const s of slots) {
-    m.memory.view.setUint32(s.h, write ? 1 : 0, true);
+/**
+ * Keeps `depth` requests in flight, as fio does at its iodepth: every completion is checked and its slot
+ * resubmitted at once (one notify per interrupt). A benchmark operation is `depth` more completions, so the
+ * queue never drains between operations.
+ */
+class Pump {
+  private write = false;
+  private running = false;
+  private seen = 0;
+  private completed = 0;
+  private waiter: { target: number; resolve: () => void } | undefined;
+
+  start(write: boolean): void {
+    this.write = write;
+    this.running = true;
+    this.seen = q.usedIdx();
+    for (const s of slots) this.submit(s);
+    dev.notify(0);
+    wake = () => this.reap();
+  }
+
+  /** Resolves once `depth` more requests completed. */
+  next(): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiter = { target: this.completed + depth, resolve };
+      this.reap();
+    });
+  }
+
+  /** Lets the requests in flight finish without resubmitting them. */
+  async stop(): Promise<void> {
+    this.running = false;
+    while (this.inflight > 0) {
+      this.reap();
+      if (this.inflight > 0) await new Promise((r) => setTimeout(r, 1));
+    }
+    wake = undefined;
+  }
+
+  private inflight = 0;
+
+  private submit(s: (typeof slots)[number]): void {
+    m.memory.view.setUint32(s.h, this.write ? 1 : 0, true);
     m.memory.bytes[s.s] = 0xff;
     m.memory.view.setBigUint64(s.h + 8, BigInt((rnd() % (sectors / 8)) * 8), true);
-    q.writeDesc(s.d + 1, s.b, BS, write ? 1 : 3, s.d + 2);
+    q.writeDesc(s.d + 1, s.b, BS, this.write ? 1 : 3, s.d + 2);
     q.publish(s.d);
+    this.inflight++;
   }
-  dev.notify(0);
-  return new Promise((resolve) => {
-    const check = (): void => {
-      if (q.usedIdx() === target) {
-        wake = undefined;
-        for (const x of slots) if (m.memory.bytes[x.s] !== 0) throw new Error(`request failed with status ${m.memory.bytes[x.s]}`);
-        resolve();
+
+  private reap(): void {
+    const used = q.usedIdx();
+    let resubmitted = false;
+    while (this.seen !== used) {
+      const e = q.usedElem(this.seen);
+      this.seen = (this.seen + 1) & 0xffff;
+      const s = slots[e.id / 3]!;
+      if (m.memory.bytes[s.s] !== 0) throw new Error(`request failed with status ${m.memory.bytes[s.s]}`);
+      this.inflight--;
+      this.completed++;
+      if (this.running) {
+        this.submit(s);
+        resubmitted = true;
       }
-    };
-    wake = check;
-    check();
-  });
+    }
+    if (resubmitted) dev.notify(0);
+    if (this.waiter && this.completed >= this.waiter.target) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w.resolve();
+    }
+  }
 }
 
 function runBench(write: boolean): Promise<number> {
+  const pump = new Pump();
+  pump.start(write);
   return new Promise((resolve) => {
     const b = new Benchmark(`virtio-blk ${write ? 'randwrite' : 'randread'}`, {
       defer: true,
       minSamples: 20,
-      fn: (deferred: Benchmark.Deferred) => void batch(write).then(() => deferred.resolve()),
-      onComplete: () => resolve(b.hz * depth),
+      fn: (deferred: Benchmark.Deferred) => void pump.next().then(() => deferred.resolve()),
+      onComplete: () => void pump.stop().then(() => resolve(b.hz * depth)),
     });
     b.run({ async: true });
   });
