@@ -24,6 +24,14 @@ async function stillServes(t: test.Test, r: BlkRig, reinit: boolean): Promise<vo
   t.equal(rep.data[0], pattern(1024), 'with the right data');
 }
 
+/** Submits the broken chain at `head`: the device must flag NEEDS_RESET, then serve again after a reset. */
+async function expectNeedsReset(t: test.Test, r: BlkRig, head: number, what: string): Promise<void> {
+  r.q.publish(head);
+  r.dev.notify(0);
+  t.ok(await waitNeedsReset(r), what);
+  await stillServes(t, r, true);
+}
+
 /** Submits a raw chain starting at `head` and returns the used entry. */
 async function submit(r: BlkRig, head: number): Promise<{ id: number; len: number }> {
   r.q.publish(head);
@@ -59,10 +67,7 @@ test('a self-referencing descriptor (next = itself) is a loop too', async (t) =>
   const r = rig();
   try {
     r.q.writeDesc(5, header(r, T_IN, 0), 16, VRING_DESC_F_NEXT, 5);
-    r.q.publish(5);
-    r.dev.notify(0);
-    t.ok(await waitNeedsReset(r), 'NEEDS_RESET');
-    await stillServes(t, r, true);
+    await expectNeedsReset(t, r, 5, 'NEEDS_RESET');
   } finally {
     r.close();
   }
@@ -73,10 +78,7 @@ test('indirect table longer than the queue (chain longer than the queue size)', 
   try {
     const segs = Array.from({ length: r.q.size + 1 }, () => ({ addr: r.alloc.alloc(512), len: 512, write: true }));
     segs[0] = { addr: header(r, T_IN, 0), len: 16, write: false };
-    r.q.publish(r.q.addIndirect(r.alloc.alloc(16 * segs.length), segs));
-    r.dev.notify(0);
-    t.ok(await waitNeedsReset(r), 'NEEDS_RESET');
-    await stillServes(t, r, true);
+    await expectNeedsReset(t, r, r.q.addIndirect(r.alloc.alloc(16 * segs.length), segs), 'NEEDS_RESET');
   } finally {
     r.close();
   }
@@ -92,10 +94,7 @@ test('nested indirect tables are refused', async (t) => {
     r.m.memory.view.setUint32(outer + 8, 32, true);
     r.m.memory.view.setUint16(outer + 12, VRING_DESC_F_INDIRECT, true);
     r.q.writeDesc(0, outer, 16, VRING_DESC_F_INDIRECT, 0);
-    r.q.publish(0);
-    r.dev.notify(0);
-    t.ok(await waitNeedsReset(r), 'NEEDS_RESET');
-    await stillServes(t, r, true);
+    await expectNeedsReset(t, r, 0, 'NEEDS_RESET');
   } finally {
     r.close();
   }
@@ -106,10 +105,7 @@ for (const [name, len] of [['length 0', 0], ['length 15', 15], ['length not a mu
     const r = rig();
     try {
       r.q.writeDesc(0, r.alloc.alloc(64), len, VRING_DESC_F_INDIRECT, 0);
-      r.q.publish(0);
-      r.dev.notify(0);
-      t.ok(await waitNeedsReset(r), 'NEEDS_RESET');
-      await stillServes(t, r, true);
+      await expectNeedsReset(t, r, 0, 'NEEDS_RESET');
     } finally {
       r.close();
     }
@@ -120,10 +116,7 @@ test('indirect table outside guest RAM, and INDIRECT with NEXT', async (t) => {
   let r = rig();
   try {
     r.q.writeDesc(0, r.m.memory.size - 16, 64, VRING_DESC_F_INDIRECT, 0);
-    r.q.publish(0);
-    r.dev.notify(0);
-    t.ok(await waitNeedsReset(r), 'table past the end of RAM: NEEDS_RESET');
-    await stillServes(t, r, true);
+    await expectNeedsReset(t, r, 0, 'table past the end of RAM: NEEDS_RESET');
   } finally {
     r.close();
   }
@@ -152,10 +145,7 @@ test('avail idx jumping by more than the queue size, and a head out of range', a
   }
   r = rig();
   try {
-    r.q.publish(r.q.size + 7);
-    r.dev.notify(0);
-    t.ok(await waitNeedsReset(r), 'avail entry >= queue size: NEEDS_RESET');
-    await stillServes(t, r, true);
+    await expectNeedsReset(t, r, r.q.size + 7, 'avail entry >= queue size: NEEDS_RESET');
   } finally {
     r.close();
   }
