@@ -263,19 +263,11 @@ bool AsyncIo::Transfer(const struct iovec* iov, int iovcnt, uint64_t off, uint64
     *err = write ? file_->Writev(iov, iovcnt, off) : file_->Readv(iov, iovcnt, off);
     return false;
   }
-  if (free_.empty()) {
-    *err = EAGAIN;
-    return false;
-  }
-  const unsigned idx = free_.back();
+  unsigned idx;
+  if (!Claim(write ? Slot::kWrite : Slot::kRead, tag, &idx, err)) return false;
   Slot& s = slots_[idx];
-  s.kind = write ? Slot::kWrite : Slot::kRead;
-  s.tag = tag;
   s.at = 0;
   s.off = off;
-  s.done = false;
-  s.result = 0;
-  s.guest.clear();
   if (bounce) {
     if (s.bounceLen < total) {
       free(s.bounce);
@@ -283,7 +275,7 @@ bool AsyncIo::Transfer(const struct iovec* iov, int iovcnt, uint64_t off, uint64
       s.bounceLen = 0;
       if (posix_memalign(&s.bounce, kDirectAlign, size_t(total)) != 0) {
         s.bounce = nullptr;
-        s.kind = Slot::kFree;
+        Release(idx);
         *err = ENOMEM;
         return false;
       }
@@ -302,8 +294,6 @@ bool AsyncIo::Transfer(const struct iovec* iov, int iovcnt, uint64_t off, uint64
     s.iov.assign(iov, iov + iovcnt);
   }
   if (write) s.seq = writeSeq_++;
-  free_.pop_back();
-  busy_++;
   Queue(idx);
   return true;
 }
@@ -313,37 +303,18 @@ bool AsyncIo::Flush(uint64_t tag, Errno* err) {
     *err = 0;  // nothing can be dirty
     return false;
   }
-  if (free_.empty()) {
-    *err = EAGAIN;
-    return false;
-  }
-  const unsigned idx = free_.back();
-  free_.pop_back();
-  Slot& s = slots_[idx];
-  s.kind = Slot::kFlush;
-  s.tag = tag;
-  s.done = false;
-  s.result = 0;
-  s.seq = writeSeq_;  // every write numbered below this must complete first
-  busy_++;
+  unsigned idx;
+  if (!Claim(Slot::kFlush, tag, &idx, err)) return false;
+  slots_[idx].seq = writeSeq_;  // every write numbered below this must complete first
   deferredFlushes_.push_back(idx);
   StartDeferredFlushes();
   return true;
 }
 
 bool AsyncIo::PollIn(int fd, uint64_t tag, Errno* err) {
-  if (free_.empty()) {
-    *err = EAGAIN;
-    return false;
-  }
-  const unsigned idx = free_.back();
-  free_.pop_back();
-  Slot& s = slots_[idx];
-  s.kind = Slot::kPoll;
-  s.tag = tag;
-  s.pollFd = fd;
-  s.done = false;
-  s.result = 0;
+  unsigned idx;
+  if (!Claim(Slot::kPoll, tag, &idx, err)) return false;
+  slots_[idx].pollFd = fd;
   Queue(idx);
   return true;
 }
@@ -411,6 +382,23 @@ Errno AsyncIo::Submit(bool wait) {
   (void)wait;
   return ENOSYS;
 #endif
+}
+
+bool AsyncIo::Claim(uint8_t kind, uint64_t tag, unsigned* idx, Errno* err) {
+  if (free_.empty()) {
+    *err = EAGAIN;
+    return false;
+  }
+  *idx = free_.back();
+  free_.pop_back();
+  Slot& s = slots_[*idx];
+  s.kind = static_cast<Slot::Kind>(kind);
+  s.tag = tag;
+  s.done = false;
+  s.result = 0;
+  s.guest.clear();
+  if (kind != Slot::kPoll) busy_++;  // polls are not requests (see busy())
+  return true;
 }
 
 void AsyncIo::Release(unsigned idx) {

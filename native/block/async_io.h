@@ -69,6 +69,8 @@ class AsyncIo {
   bool Transfer(const struct iovec* iov, int iovcnt, uint64_t off, uint64_t tag, bool write, Errno* err);
   void Queue(unsigned idx);        // fills an SQE for the slot's current state
   void StartDeferredFlushes();
+  // Takes a free slot for a new request or poll (EAGAIN when none is left) and counts it as busy.
+  bool Claim(uint8_t kind, uint64_t tag, unsigned* idx, Errno* err);
   void Release(unsigned idx);
 
   std::shared_ptr<BlockFile> file_;
