@@ -76,6 +76,7 @@ class Pump {
   private running = false;
   private seen = 0;
   private completed = 0;
+  private inflight = 0;
   private waiter: { target: number; resolve: () => void } | undefined;
 
   start(write: boolean): void {
@@ -104,8 +105,6 @@ class Pump {
     }
     wake = undefined;
   }
-
-  private inflight = 0;
 
   private submit(s: (typeof slots)[number]): void {
     m.memory.view.setUint32(s.h, this.write ? 1 : 0, true);
