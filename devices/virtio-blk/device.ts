@@ -4,11 +4,11 @@
 // register and raises interrupts through an irqfd, so no JavaScript runs per request. Without KVM (the
 // device harness) the same worker is woken by an eventfd the transport signals and reports interrupts back
 // through a callback.
-import { statSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import { BhyveError, ExitStatus } from '../../src/config/errors.js';
 import { PCIC_STORAGE } from '../../src/platform/pci/regs.js';
 import type { DataPath } from '../../src/platform/machine.js';
 import { EventFd } from '../../src/vm/eventfd.js';
+import { watchDiskResize } from '../block/resize-watch.js';
 import type { PciDeviceFactory } from '../device.js';
 import { bit, VIRTIO_DEV_BLOCK, VIRTIO_PCI_QUEUE_NOTIFY, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC, VIRTIO_TYPE_BLOCK } from '../virtio/constants.js';
 import { VIRTIO_REG_BAR, VirtioPciTransport, type QueueConfig, type VirtioDevice } from '../virtio/pci-transport.js';
@@ -28,8 +28,6 @@ import {
 import { nativeErrorParts, nativeVirtio, WORKER_EVENT_INTERRUPT, WORKER_EVENT_NEEDS_RESET, type NativeBlkWorker, type NativeBlockBackend } from './native.js';
 import { readBlockOptions, type BlockOptions } from './options.js';
 
-/** How often the disk's size is checked for resizes. */
-const RESIZE_POLL_MS = 1000;
 
 export class VirtioBlkDevice implements VirtioDevice {
   readonly pciDeviceId = VIRTIO_DEV_BLOCK;
@@ -55,8 +53,7 @@ export class VirtioBlkDevice implements VirtioDevice {
   private features = 0;
   private transport?: VirtioPciTransport;
   private closed = false;
-  private sizeWatch?: (cur: Stats, prev: Stats) => void;
-  private sizePoll?: NodeJS.Timeout;
+  private stopResizeWatch?: () => void;
 
   constructor(
     private readonly backend: NativeBlockBackend,
@@ -75,25 +72,7 @@ export class VirtioBlkDevice implements VirtioDevice {
   /** Connects the transport (for configuration-change interrupts) and starts watching the disk for resizes. */
   attach(transport: VirtioPciTransport): void {
     this.transport = transport;
-    // bhyve hears of resizes from kqueue on the vnode. Here the size is polled (a stat a second, off the
-    // request path: inotify would wake JavaScript on every guest write). The poll never keeps the process
-    // alive on its own.
-    let blockDevice = false;
-    try {
-      blockDevice = statSync(this.options.path).isBlockDevice();
-    } catch {
-      // the backend holds the disk open; a path that went away just stops resize detection
-    }
-    if (blockDevice) {
-      // A block device's stat size is 0: ask the device itself (BLKGETSIZE64 in the backend).
-      this.sizePoll = setInterval(() => this.checkResize(), RESIZE_POLL_MS);
-      this.sizePoll.unref();
-      return;
-    }
-    this.sizeWatch = (cur, prev) => {
-      if (cur.size !== prev.size) this.checkResize();
-    };
-    watchFile(this.options.path, { persistent: false, interval: RESIZE_POLL_MS }, this.sizeWatch);
+    this.stopResizeWatch = watchDiskResize(this.options.path, () => this.checkResize());
   }
 
   /** Re-reads the disk size; a change updates `capacity` and raises the configuration interrupt. */
@@ -267,8 +246,7 @@ export class VirtioBlkDevice implements VirtioDevice {
     if (this.closed) return;
     this.stopWorker();
     this.closed = true;
-    if (this.sizeWatch) unwatchFile(this.options.path, this.sizeWatch);
-    if (this.sizePoll) clearInterval(this.sizePoll);
+    this.stopResizeWatch?.();
     this.notifyFd?.close();
     this.interruptFd?.close();
     this.backend.close();
