@@ -92,6 +92,7 @@ class GuestRamWrap : public Napi::ObjectWrap<GuestRamWrap> {
     auto ram = std::make_shared<AnonRam>();
     void* p = mmap(nullptr, size_t(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) { ThrowErrno(env, errno, std::string("mmap: ") + std::strerror(errno)); return; }
+    madvise(p, size_t(size), MADV_HUGEPAGE);  // backed as a VM's RAM is (native/vmm/kvm/kvm_vm.cc)
     ram->host = static_cast<uint8_t*>(p);
     ram->size = size_t(size);
     GuestRegion r;

@@ -86,3 +86,40 @@ test('wired memory is locked and in-core memory is populated up front', (t) =>
     t.equal(vm.memory.readU32(8 * MiB - 4), 1, 'wired RAM is usable');
     vm.close();
   }));
+
+/** The /proc/self/smaps entries (start address, size in KiB, huge-page KiB, flags) of mappings of `kib` KiB. */
+function mappingsOfSize(kib: number): Array<{ start: bigint; anonHugeKiB: number; flags: string[] }> {
+  const out: Array<{ start: bigint; anonHugeKiB: number; flags: string[] }> = [];
+  for (const block of readFileSync('/proc/self/smaps', 'utf8').split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
+    const size = /^Size:\s+(\d+) kB/m.exec(block);
+    if (!size || Number(size[1]) !== kib) continue;
+    out.push({
+      start: BigInt('0x' + block.slice(0, block.indexOf('-'))),
+      anonHugeKiB: Number(/^AnonHugePages:\s+(\d+) kB/m.exec(block)?.[1] ?? 0),
+      flags: (/^VmFlags:(.*)$/m.exec(block)?.[1] ?? '').trim().split(/\s+/),
+    });
+  }
+  return out;
+}
+
+test('guest RAM sits on 2 MiB boundaries and is backed by transparent huge pages where the host has them', (t) =>
+  withKvm(t, () => {
+    const size = 42 * MiB; // a size no other mapping of this process has
+    const vm = Vm.open(`thp-${process.pid}`, { create: true, lockDir });
+    vm.createVcpus(1);
+    vm.setupMemory(size, { inCore: true });
+    const ram = mappingsOfSize(size / 1024).filter((m) => m.flags.includes('hg'));
+    t.equal(ram.length, 1, 'one guest RAM mapping, marked MADV_HUGEPAGE');
+    if (ram[0]) {
+      t.equal(ram[0].start % BigInt(2 * MiB), 0n, 'its host address is 2 MiB aligned, like its guest address');
+      let thp = '[never]';
+      try {
+        thp = readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8');
+      } catch {
+        // a kernel built without THP
+      }
+      if (/\[never\]/.test(thp)) t.comment('transparent huge pages are off on this host: RAM stays in 4 KiB pages');
+      else t.ok(ram[0].anonHugeKiB > 0, `populated RAM came in huge pages (${ram[0].anonHugeKiB} KiB of ${size / 1024})`);
+    }
+    vm.close();
+  }));

@@ -26,6 +26,7 @@ constexpr uint64_t kLowmemLimit = 3 * kGiB;
 constexpr uint64_t kHighmemBase = 4 * kGiB;
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kGuard = 4ull << 20;  // unmapped guard on each side of the RAM reservation
+constexpr uint64_t kHugePage = 2ull << 20;
 // KVM's defaults (0xfffbc000/0xfffbd000) fall inside bhyve's boot ROM region [0xff000000, 4G). The three
 // TSS pages and the identity-map page go instead to the top of the unused gap below the IOAPIC
 // (0xfec00000), which no bhyve device, BAR window or ECAM uses.
@@ -276,6 +277,16 @@ Status Vm::Reinit() {
 
 // ---- memory ----
 
+namespace {
+// Faults every page of [p, p+len) in for writing.
+void Populate(uint8_t* p, uint64_t len) {
+#ifdef MADV_POPULATE_WRITE
+  if (madvise(p, len, MADV_POPULATE_WRITE) == 0) return;
+#endif
+  for (uint64_t off = 0; off < len; off += 4096) static_cast<volatile uint8_t*>(p)[off] = 0;  // kernels before 5.14
+}
+}  // namespace
+
 Status Vm::SetupMemory(uint64_t size, bool wired, bool incore) {
   if (ramReserve_) return {EEXIST, "memory already set up"};
   if (size == 0 || size % kPage != 0) return Inval("memory size must be a non-zero multiple of 4 KiB");
@@ -283,19 +294,24 @@ Status Vm::SetupMemory(uint64_t size, bool wired, bool incore) {
   lowmem_ = size < kLowmemLimit ? size : kLowmemLimit;
   highmem_ = size - lowmem_;
   const uint64_t span = highmem_ ? kHighmemBase + highmem_ : lowmem_;
-  ramReserveLen_ = span + 2 * kGuard;
+  // Guest physical 2 MiB boundaries fall on host 2 MiB boundaries, so transparent huge pages can back guest RAM
+  // (bhyve gets superpages from FreeBSD's VM the same way). Large pages let KVM map the guest with large EPT/NPT
+  // entries, and let a device's O_DIRECT transfer into guest RAM reach the disk in a few large segments.
+  ramReserveLen_ = span + 2 * kGuard + kHugePage;
   void* res = mmap(nullptr, ramReserveLen_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (res == MAP_FAILED) return Err(errno, "cannot reserve guest address space");
   ramReserve_ = static_cast<uint8_t*>(res);
-  ramBase_ = ramReserve_ + kGuard;
+  ramBase_ = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(ramReserve_) + kGuard + kHugePage - 1) & ~(kHugePage - 1));
   struct Part { uint64_t gpa, len; uint32_t slot; };
   Part parts[2] = {{0, lowmem_, 0}, {kHighmemBase, highmem_, 1}};
   for (const Part& p : parts) {
     if (p.len == 0) continue;
-    int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE | (incore ? MAP_POPULATE : 0);
+    const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE;
     void* m = mmap(ramBase_ + p.gpa, p.len, PROT_READ | PROT_WRITE, flags, -1, 0);
     if (m == MAP_FAILED) return Err(errno, "cannot map guest RAM");
     madvise(m, p.len, MADV_DONTDUMP);
+    madvise(m, p.len, MADV_HUGEPAGE);  // a hint: where THP is off the range stays in small pages
+    if (incore) Populate(static_cast<uint8_t*>(m), p.len);  // after the hint, so the pages come huge
     if (wired && mlock(m, p.len) != 0) return Err(errno, "cannot wire guest memory (mlock)");
     Status st = SetSlot(p.slot, p.gpa, p.len, static_cast<uint8_t*>(m), false);
     if (!st.ok()) return st;
