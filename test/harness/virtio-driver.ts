@@ -369,6 +369,10 @@ export class SplitQueueDriver {
   usedIdx(): number {
     return this.mem.view.getUint16(this.used + 2, true);
   }
+  /** False when the device asked not to be notified (VIRTQ_USED_F_NO_NOTIFY; without EVENT_IDX, §2.7.10). */
+  kickWanted(): boolean {
+    return (this.mem.view.getUint16(this.used, true) & 1) === 0;
+  }
   usedElem(i: number): { id: number; len: number } {
     const o = this.used + 4 + 8 * (i % this.size);
     return { id: this.mem.view.getUint32(o, true), len: this.mem.view.getUint32(o + 4, true) };
