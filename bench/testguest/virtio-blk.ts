@@ -7,12 +7,15 @@
 //   qemu-writeback   the same with cache=writeback, aio=threads (the page cache, like tsbhyve's default)
 // Pairs that cache alike: tsbhyve / qemu-writeback, and tsbhyve-nocache or tsbhyve-nc-io8 / qemu.
 // Completions are polled by the guest (interrupts suppressed), so the figures are the device paths'.
-// Prints medians (IOPS, MB/s, ns per op) and the ratios tsbhyve / QEMU (> 1: tsbhyve is faster).
+// Prints medians (IOPS, MB/s, ns per op) and the ratios tsbhyve / QEMU (> 1: tsbhyve is faster), then host fio on
+// the same file with the same pattern (O_DIRECT, io_uring, huge-page buffers where hugetlbfs has room; see
+// bench/fio.ts): the disk's limit, against which both O_DIRECT contenders are printed too.
 // Usage: node --import tsx bench/testguest/virtio-blk.ts [rounds=3] [ms=1000] [fileMiB=64]
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { directIoDir, qemuVirtioBlkArgs } from '../../firmware/testguest/disk.js';
+import { runFio, type FioJob } from '../fio.js';
 import { report, type Series } from '../report.js';
 import { benchOnce, median, ratio, type Contender } from './common.js';
 
@@ -37,6 +40,8 @@ const contenders: Contender[] = [
 
 type Sample = { iops: number; mbps: number; ns: number; doorbell?: number };
 const samples = new Map<string, Sample[]>();
+const hostFio = new Map<string, number[]>();
+let fioBuffers = '';
 try {
   for (let round = 0; round < rounds; round++) {
     for (const w of WORKLOADS) {
@@ -48,6 +53,20 @@ try {
         samples.get(key)!.push({ iops: b.numbers.iops!, mbps: b.numbers.mbps!, ns: b.numbers.ns_per_op!, doorbell: b.numbers.doorbell_ns });
         process.stderr.write(`round ${round} ${w} ${c.name}: ${b.numbers.iops} IOPS, ${b.numbers.ns_per_op} ns/op\n`);
       }
+    }
+  }
+  // The disk's limit for each workload, measured on the host right after the VMs (same file, same pattern).
+  const fioJobs: Record<string, Omit<FioJob, 'file' | 'seconds' | 'engine' | 'direct' | 'hugeBuffers'>> = {
+    randread4k: { rw: 'randread', bs: 4096, iodepth: 32 },
+    randwrite4k: { rw: 'randwrite', bs: 4096, iodepth: 32 },
+    seqread128k: { rw: 'read', bs: 128 << 10, iodepth: 4 },
+  };
+  for (const [w, job] of Object.entries(fioJobs)) {
+    for (let round = 0; round < rounds; round++) {
+      const r = runFio({ ...job, file: disk, seconds: Math.max(1, Math.round(ms / 1000)), engine: 'io_uring', direct: true, hugeBuffers: true });
+      if (!r) break;
+      hostFio.set(w, [...(hostFio.get(w) ?? []), r.iops]);
+      fioBuffers = r.buffers;
     }
   }
 } finally {
@@ -73,6 +92,15 @@ for (const w of WORKLOADS) {
     series.push({ metric: `${w} MB/s`, unit: 'MB/s', values: Object.fromEntries(contenders.map((c) => [c.name, med(w, c.name, (s) => s.mbps)])) });
   }
   series.push({ metric: `${w} ns/op`, unit: 'ns', values: Object.fromEntries(contenders.map((c) => [c.name, med(w, c.name, (s) => s.ns)])) });
+}
+if (hostFio.size) {
+  console.log(`\nhost fio on the same file (O_DIRECT, io_uring, same depth, ${fioBuffers} buffers): the disk's limit`);
+  console.log(`${'workload'.padEnd(13)}${'fio IOPS'.padStart(12)}${'tsbhyve-nocache/fio'.padStart(22)}${'qemu/fio'.padStart(12)}`);
+  for (const [w, xs] of hostFio) {
+    const f = median(xs);
+    const cells = [ratio(med(w, 'tsbhyve-nocache', (s) => s.iops), f).padStart(22), ratio(med(w, 'qemu', (s) => s.iops), f).padStart(12)];
+    console.log(`${w.padEnd(13)}${f.toFixed(0).padStart(12)}${cells.join('')}`);
+  }
 }
 series.push({
   metric: 'bare doorbell',
