@@ -31,51 +31,66 @@ const char* BlkErrorName(BlkError e) {
 
 namespace {
 
-// The readable or writable part of a chain as one byte sequence.
+// The readable or writable part of a chain as one byte sequence. It walks the chain's own segment list (no copy,
+// no allocation: this runs for every request).
 class Part {
  public:
-  void Add(const Segment& s) {
-    if (s.len == 0) return;
-    segs_.push_back(&s);
-    total_ += s.len;  // at most 2^15 * 2 descriptors of < 2^32 bytes: no overflow in 64 bits
+  Part(const std::vector<Segment>& segs, bool writable) : segs_(segs), writable_(writable) {
+    // At most 2^15 * 2 descriptors of < 2^32 bytes: no overflow in 64 bits.
+    for (const Segment& s : segs_)
+      if (s.writable == writable_) total_ += s.len;
   }
   uint64_t total() const { return total_; }
-  size_t count() const { return segs_.size(); }
 
-  // iovecs covering [off, off+len); false when the range is outside the part or touches a bad segment.
-  bool Slice(uint64_t off, uint64_t len, std::vector<struct iovec>* out) const {
-    out->clear();
+  // Calls fn(host, n) for each piece of [off, off+len), in order; false (having called fn for nothing) when the
+  // range is outside the part or touches a segment outside guest RAM.
+  template <typename Fn>
+  bool ForEach(uint64_t off, uint64_t len, Fn fn) const {
     if (off > total_ || len > total_ - off) return false;
-    uint64_t at = 0;
-    for (const Segment* s : segs_) {
-      if (len == 0) break;
-      const uint64_t end = at + s->len;
-      if (off < end) {
-        const uint64_t in = off - at;
-        const uint64_t n = std::min<uint64_t>(s->len - in, len);
-        if (s->host == nullptr) return false;
-        out->push_back({s->host + in, size_t(n)});
-        off += n;
-        len -= n;
+    for (int pass = 0; pass < 2; pass++) {  // check every piece first, then hand them out
+      uint64_t at = 0, o = off, l = len;
+      for (const Segment& s : segs_) {
+        if (l == 0) break;
+        if (s.writable != writable_ || s.len == 0) continue;
+        const uint64_t end = at + s.len;
+        if (o < end) {
+          const uint64_t in = o - at;
+          const uint64_t n = std::min<uint64_t>(s.len - in, l);
+          if (pass == 0 && s.host == nullptr) return false;
+          if (pass == 1) fn(s.host + in, n);
+          o += n;
+          l -= n;
+        }
+        at = end;
       }
-      at = end;
-    }
-    return len == 0;
-  }
-
-  bool Copy(uint64_t off, void* dst, uint64_t len) const {
-    std::vector<struct iovec> v;
-    if (!Slice(off, len, &v)) return false;
-    uint8_t* d = static_cast<uint8_t*>(dst);
-    for (const auto& e : v) {
-      std::memcpy(d, e.iov_base, e.iov_len);
-      d += e.iov_len;
+      if (l != 0) return false;
     }
     return true;
   }
 
+  // iovecs covering [off, off+len) (out is cleared first).
+  bool Slice(uint64_t off, uint64_t len, std::vector<struct iovec>* out) const {
+    out->clear();
+    return ForEach(off, len, [out](uint8_t* h, uint64_t n) { out->push_back({h, size_t(n)}); });
+  }
+
+  bool Copy(uint64_t off, void* dst, uint64_t len) const {
+    uint8_t* d = static_cast<uint8_t*>(dst);
+    return ForEach(off, len, [&d](uint8_t* h, uint64_t n) {
+      std::memcpy(d, h, n);
+      d += n;
+    });
+  }
+
+  // The host address of byte `off`, or nullptr.
+  uint8_t* At(uint64_t off) const {
+    uint8_t* p = nullptr;
+    return ForEach(off, 1, [&p](uint8_t* h, uint64_t) { p = h; }) ? p : nullptr;
+  }
+
  private:
-  std::vector<const Segment*> segs_;
+  const std::vector<Segment>& segs_;
+  const bool writable_;
   uint64_t total_ = 0;
 };
 
@@ -132,15 +147,10 @@ bool PrepareBlkRequest(const Chain& chain, block::BlockFile& file, const BlkPara
   out = BlkOutcome();
   io->op = BlkIo::Op::kNone;
   io->status = nullptr;
-  Part rd, wr;
-  for (const Segment& s : chain.segments) (s.writable ? wr : rd).Add(s);
+  const Part rd(chain.segments, false), wr(chain.segments, true);
 
   // The status byte is the last byte of the writable part (§5.2.6: `u8 status` ends the request).
-  uint8_t* status = nullptr;
-  {
-    std::vector<struct iovec> v;
-    if (wr.total() >= 1 && wr.Slice(wr.total() - 1, 1, &v)) status = static_cast<uint8_t*>(v[0].iov_base);
-  }
+  uint8_t* status = wr.total() >= 1 ? wr.At(wr.total() - 1) : nullptr;
   auto finish = [&](uint8_t st, BlkError err, uint64_t dataWritten) {
     out.status = st;
     out.error = err;
@@ -198,14 +208,14 @@ bool PrepareBlkRequest(const Chain& chain, block::BlockFile& file, const BlkPara
     case kBlkTGetId: {
       // The ID fills up to 20 bytes, NUL-padded, of whatever room the driver gave (§5.2.6).
       const uint64_t n = std::min<uint64_t>(dataOut, kBlkIdBytes);
-      if (!wr.Slice(0, n, &iov)) return finish(kBlkSIoErr, BlkError::kBadAddress, 0);
       uint8_t idbuf[kBlkIdBytes] = {};
       std::memcpy(idbuf, p.id.data(), std::min<size_t>(p.id.size(), kBlkIdBytes));
-      uint64_t at = 0;
-      for (const auto& e : iov) {
-        std::memcpy(e.iov_base, idbuf + at, e.iov_len);
-        at += e.iov_len;
-      }
+      const uint8_t* from = idbuf;
+      const bool ok = wr.ForEach(0, n, [&from](uint8_t* h, uint64_t len) {
+        std::memcpy(h, from, len);
+        from += len;
+      });
+      if (!ok) return finish(kBlkSIoErr, BlkError::kBadAddress, 0);
       return finish(kBlkSOk, BlkError::kNone, n);
     }
     case kBlkTDiscard:
