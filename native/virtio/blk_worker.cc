@@ -218,7 +218,7 @@ void BlkWorker::RunUring() {
       if (io.PollIn(cfg_.notifyFd, kNotifyTag, &e)) notifyArmed = true;
       else stop = true;
     }
-    // Every request the driver made available, as one batch (as long as the ring has room).
+    // Every request the driver made available (as long as the ring has room).
     if (!stop && !broken) {
       unsigned started = 0;
       while (!pendFree_.empty() && queue_.Pop(&chain)) {

@@ -94,7 +94,7 @@ class BlkWorker {
   // Returns a chain to the used ring (any thread) and raises the interrupt the driver asked for.
   void Complete(uint16_t head, uint32_t written);
   void PoolThread();
-  // io_uring engine: the queue thread submits every request it finds as one batch and reaps completions.
+  // io_uring engine: the queue thread submits every request it finds (four per io_uring_enter) and reaps completions.
   void RunUring();
   void StartAsync(const Chain& chain);
   void FinishAsync(uint64_t tag, block::Errno err);
