@@ -72,7 +72,7 @@ export class VirtioBlkDevice implements VirtioDevice {
   /** Connects the transport (for configuration-change interrupts) and starts watching the disk for resizes. */
   attach(transport: VirtioPciTransport): void {
     this.transport = transport;
-    this.stopResizeWatch = watchDiskResize(this.options.path, () => this.checkResize());
+    this.stopResizeWatch = watchDiskResize(() => this.checkResize());
   }
 
   /** Re-reads the disk size; a change updates `capacity` and raises the configuration interrupt. */

@@ -398,6 +398,17 @@ test('a resized disk: new capacity in the configuration, a configuration interru
   }
 });
 
+test('a resize made at once after start-up is noticed (nothing to compare with was sampled yet)', async (t) => {
+  const r = rig({ msix: true, size: 1 << 20 });
+  try {
+    truncateSync(r.disk, 3 << 20);
+    await r.m.irq.waitFor(() => r.m.irq.events.some((e) => e.kind === 'msi' && e.data === 0x40), 5000, 'configuration vector');
+    t.equal(r.dev.config(BLK_CFG.capacity, 4), (3 << 20) / 512, 'capacity grew to 3 MiB');
+  } finally {
+    r.close();
+  }
+});
+
 /** A loop device over a new file, or why one cannot be made here (needs root and the loop driver). */
 function loopDevice(size: number, fill?: number): { dev: string; file: string; dir: string } | string {
   const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-loop-'));
