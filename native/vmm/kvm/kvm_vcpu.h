@@ -29,9 +29,9 @@ struct Vcpu {
   // vm_get_stats-style counters, written by the vCPU thread only.
   std::atomic<uint64_t> ioExits{0}, mmioExits{0}, msrExits{0}, nativeHandled{0}, jsHandled{0};
   uint64_t watchdogSeen = 0;          // watchdog-thread private
-  std::atomic<bool> haltedIf0{false};
+  std::atomic<bool> haltedIf0{false};     // last check found HLT with interrupts disabled (or waiting for SIPI)
   std::atomic<bool> dumpRequested{false};  // TSBHYVE_VCPU_DUMP: the watchdog asks this thread to print its state
-  std::atomic<bool> parked{false};    // waiting in the exit channel: its state may be read and written // last check found HLT with interrupts disabled (or waiting for SIPI)
+  std::atomic<bool> parked{false};    // waiting in the exit channel: its state may be read and written
 };
 
 // x2APIC ID of vCPU `i`: thread, core and socket fields each as wide as their count needs.
