@@ -45,17 +45,31 @@ static void comparator_interrupts(void) {
 	ioapic_route(pin, VECTOR_HPET, lapic_id(), 0);	/* edge, active high */
 	uint64_t ticks_2ms = 2000000000000ULL / hpet.period_fs;
 
-	uint32_t before = interrupt_count[VECTOR_HPET];
+	uint32_t before = 0, got = 0;
 	uint64_t base_cfg = cfg & ~(0x1FULL << TN_ROUTE_SHIFT) & ~(uint64_t)(TN_TYPE_PERIODIC | TN_INT_ENB | 2);
 	base_cfg |= (uint64_t)pin << TN_ROUTE_SHIFT;
-	mmio_write64(hpet.base + HPET_TIMER_CONFIG(0), base_cfg);
-	uint64_t t0 = timer_now_ns();
-	mmio_write64(hpet.base + HPET_TIMER_COMPARATOR(0), hpet_counter() + ticks_2ms);
-	mmio_write64(hpet.base + HPET_TIMER_CONFIG(0), base_cfg | TN_INT_ENB);
-	/* Late is allowed (a loaded host may not run the VMM's timer for a while); early or never is not. */
-	uint32_t got = wait_hpet_irqs(before, 1, 3000000000ULL);
-	uint64_t us = (timer_now_ns() - t0) / 1000;
-	check(got == 1 && us >= 1500, "timer 0 one-shot via ioapic pin %d fired once after %lu us (2 ms armed)", pin, us);
+	uint64_t t0 = 0, us = 0;
+	int tries = 0;
+	for (; tries < 5; tries++) {
+		mmio_write64(hpet.base + HPET_TIMER_CONFIG(0), base_cfg);
+		timer_delay_us(5000);	/* anything from an earlier try has landed */
+		before = interrupt_count[VECTOR_HPET];
+		t0 = timer_now_ns();
+		mmio_write64(hpet.base + HPET_TIMER_COMPARATOR(0), hpet_counter() + ticks_2ms);
+		mmio_write64(hpet.base + HPET_TIMER_CONFIG(0), base_cfg | TN_INT_ENB);
+		/*
+		 * A one-shot comparator the counter has already passed fires only after a full wrap, as on
+		 * hardware. When the three accesses above took 1 ms of the 2 (each is an exit, which a loaded
+		 * host can stretch), the counter may have got there first: arm again.
+		 */
+		if (timer_now_ns() - t0 >= 1000000ULL) continue;
+		/* Late is allowed (a loaded host may not run the VMM's timer for a while); early or never is not. */
+		got = wait_hpet_irqs(before, 1, 3000000000ULL);
+		us = (timer_now_ns() - t0) / 1000;
+		break;
+	}
+	check(tries < 5 && got == 1 && us >= 1500, "timer 0 one-shot via ioapic pin %d fired once after %lu us (2 ms armed, %d re-arms)",
+	      pin, us, tries);
 
 	if (cfg & TN_PERIODIC_CAP) {
 		before = interrupt_count[VECTOR_HPET];
