@@ -14,7 +14,6 @@ if (skip) console.log(`# skipping boot ROM tests: ${skip}`);
 
 /** A 4 KiB ROM; code at offset 0 (linear 0xFFFFF000 = CS:0xF000 with CS base 0xFFFF0000). */
 function buildRom(): Uint8Array {
-  const rom = new Uint8Array(4096).fill(0xf4); // hlt padding
   const code: number[] = [];
   const emit = (...b: number[]) => code.push(...b);
   // Print "ROM OK\n" on COM1 (0x3F8): mov dx,0x3f8; then mov al,c; out dx,al for each byte.
@@ -32,6 +31,12 @@ function buildRom(): Uint8Array {
   emit(0xb8, 0x00, 0x34); // mov ax, 0x3400
   emit(0xef); // out dx, ax
   emit(0xf4, 0xeb, 0xfd); // hlt; jmp $-1
+  return romOf(code);
+}
+
+/** A 4 KiB ROM (hlt padding) with `code` at offset 0 and a reset vector that jumps to it. */
+function romOf(code: number[]): Uint8Array {
+  const rom = new Uint8Array(4096).fill(0xf4);
   rom.set(code, 0);
   // The reset vector at 0xFFFFFFF0 (ROM offset 0xFF0) jumps near to the code at offset 0: a far jump would reload
   // CS and drop the 0xFFFF0000 base the CPU comes out of reset with.
@@ -72,7 +77,6 @@ test('bootrom: a ROM whose size is not a whole number of pages is refused with s
  * again, then powers off. COM1 shows "VX0V".
  */
 function buildVarsRom(): Uint8Array {
-  const rom = new Uint8Array(4096).fill(0xf4);
   // prettier-ignore
   const code = [
     0xba, 0xf8, 0x03,                   // mov dx, 0x3f8
@@ -88,11 +92,7 @@ function buildVarsRom(): Uint8Array {
     0xba, 0x04, 0x04, 0xb8, 0x00, 0x34, 0xef, // S5
     0xf4, 0xeb, 0xfd,
   ];
-  rom.set(code, 0);
-  const at = 0xff0;
-  const rel = 0 - (at + 3);
-  rom.set([0xe9, rel & 0xff, (rel >> 8) & 0xff], at);
-  return rom;
+  return romOf(code);
 }
 
 test('bootrom: the VARS file is flash below the ROM; a programmed byte lands in the file', { skip: !!skip }, (t) => {
