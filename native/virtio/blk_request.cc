@@ -42,30 +42,27 @@ class Part {
   }
   uint64_t total() const { return total_; }
 
-  // Calls fn(host, n) for each piece of [off, off+len), in order; false (having called fn for nothing) when the
-  // range is outside the part or touches a segment outside guest RAM.
+  // Calls fn(host, n) for each piece of [off, off+len), in order; false when the range is outside the part or
+  // touches a segment outside guest RAM (fn may have seen the pieces before that one).
   template <typename Fn>
   bool ForEach(uint64_t off, uint64_t len, Fn fn) const {
     if (off > total_ || len > total_ - off) return false;
-    for (int pass = 0; pass < 2; pass++) {  // check every piece first, then hand them out
-      uint64_t at = 0, o = off, l = len;
-      for (const Segment& s : segs_) {
-        if (l == 0) break;
-        if (s.writable != writable_ || s.len == 0) continue;
-        const uint64_t end = at + s.len;
-        if (o < end) {
-          const uint64_t in = o - at;
-          const uint64_t n = std::min<uint64_t>(s.len - in, l);
-          if (pass == 0 && s.host == nullptr) return false;
-          if (pass == 1) fn(s.host + in, n);
-          o += n;
-          l -= n;
-        }
-        at = end;
+    uint64_t at = 0;
+    for (const Segment& s : segs_) {
+      if (len == 0) break;
+      if (s.writable != writable_ || s.len == 0) continue;
+      const uint64_t end = at + s.len;
+      if (off < end) {
+        const uint64_t in = off - at;
+        const uint64_t n = std::min<uint64_t>(s.len - in, len);
+        if (s.host == nullptr) return false;
+        fn(s.host + in, n);
+        off += n;
+        len -= n;
       }
-      if (l != 0) return false;
+      at = end;
     }
-    return true;
+    return len == 0;
   }
 
   // iovecs covering [off, off+len) (out is cleared first).
@@ -208,14 +205,15 @@ bool PrepareBlkRequest(const Chain& chain, block::BlockFile& file, const BlkPara
     case kBlkTGetId: {
       // The ID fills up to 20 bytes, NUL-padded, of whatever room the driver gave (§5.2.6).
       const uint64_t n = std::min<uint64_t>(dataOut, kBlkIdBytes);
+      // Sliced first (into the caller's reused vector), so a bad segment leaves guest memory untouched.
+      if (!wr.Slice(0, n, &iov)) return finish(kBlkSIoErr, BlkError::kBadAddress, 0);
       uint8_t idbuf[kBlkIdBytes] = {};
       std::memcpy(idbuf, p.id.data(), std::min<size_t>(p.id.size(), kBlkIdBytes));
-      const uint8_t* from = idbuf;
-      const bool ok = wr.ForEach(0, n, [&from](uint8_t* h, uint64_t len) {
-        std::memcpy(h, from, len);
-        from += len;
-      });
-      if (!ok) return finish(kBlkSIoErr, BlkError::kBadAddress, 0);
+      uint64_t at = 0;
+      for (const auto& e : iov) {
+        std::memcpy(e.iov_base, idbuf + at, e.iov_len);
+        at += e.iov_len;
+      }
       return finish(kBlkSOk, BlkError::kNone, n);
     }
     case kBlkTDiscard:
