@@ -11,3 +11,4 @@ export { pciEmulationNames } from '../devices/registry.js';
 export { lpcDeviceNames } from '../devices/lpc/config.js';
 export { memoryLayout, ramRanges, type MemoryLayout } from './vm/memmap.js';
 export { loadAddon } from './native.js';
+export { kvmHostStatus, kvmHostMeets, type KvmHostStatus, type KvmNeed } from './vm/kvm-host.js';

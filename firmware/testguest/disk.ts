@@ -1,9 +1,8 @@
 // Host-side helpers for the block suites: disk image files, the guest's LBA-stamped data pattern
-// (src/drivers/blk_pattern.h, recomputed here word for word), and tsbhyve's virtio-blk availability.
-import { accessSync, closeSync, constants, existsSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+// (src/drivers/blk_pattern.h, recomputed here word for word), and a directory that takes O_DIRECT.
+import { closeSync, constants, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runTestguestInTsbhyve, testguestDir, tsbhyveBin } from './index.js';
 
 export const SECTOR = 512;
 
@@ -82,32 +81,3 @@ export function qemuVirtioBlkArgs(
   return ['-drive', drive, '-device', device];
 }
 
-let support: Promise<string | null> | undefined;
-
-/**
- * Why tsbhyve cannot run a virtio-blk disk here, or null when it can: no /dev/kvm, no built addon, or tsbhyve's own
- * "... not supported by this build" message from booting the guest once with a small disk (cached). Other
- * failures are not reasons to skip: the tests that follow report them.
- */
-export function tsbhyveVirtioBlkUnsupported(): Promise<string | null> {
-  support ??= (async () => {
-    try {
-      accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
-    } catch {
-      return '/dev/kvm is not usable';
-    }
-    const addon = join(testguestDir(), '..', '..', 'build', 'Release', 'tsbhyve.node');
-    if (!existsSync(tsbhyveBin()) || !existsSync(addon)) return 'tsbhyve is not built (bin/tsbhyve.js, build/Release/tsbhyve.node)';
-    const dir = directIoDir();
-    try {
-      const file = join(dir, 'probe.img');
-      makeDisk(file, 1 << 20);
-      const r = await runTestguestInTsbhyve({ append: 'probe=1', extraArgs: ['-s', `3,virtio-blk,${file}`], timeoutMs: 30000 });
-      const m = /[^\n]*not supported by this build[^\n]*/.exec(r.output);
-      return m ? m[0].trim() : null;
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  })();
-  return support;
-}

@@ -6,6 +6,7 @@ import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { kvmHostStatus } from '../../src/vm/kvm-host.js';
 
 /** The firmware/testguest directory, found from this file whether run from source or a build output. */
 export function testguestDir(): string {
@@ -304,6 +305,18 @@ export interface TsbhyveRunResult {
 /** The repository's bin/tsbhyve.js (two levels above firmware/testguest). */
 export function tsbhyveBin(): string {
   return join(testguestDir(), '..', '..', 'bin', 'tsbhyve.js');
+}
+
+/**
+ * Why the guest cannot be booted under tsbhyve here, or undefined when it can: no usable /dev/kvm (npm test then runs
+ * the file inside the nested-KVM L1 instead, see scripts/test.ts) or tsbhyve not built.
+ */
+export function tsbhyveSkipReason(): string | undefined {
+  const kvm = kvmHostStatus();
+  if (kvm.level === 'none') return `${kvm.reason} (npm test runs this file inside the nested-KVM L1)`;
+  const addon = join(testguestDir(), '..', '..', 'build', 'Release', 'tsbhyve.node');
+  if (!existsSync(tsbhyveBin()) || !existsSync(addon)) return 'tsbhyve is not built (bin/tsbhyve.js, build/Release/tsbhyve.node)';
+  return undefined;
 }
 
 /** Boots the guest with tsbhyve's direct PVH boot, COM1 on stdio, as bhyve would run it. */

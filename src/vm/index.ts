@@ -10,3 +10,5 @@ export { EventFd } from './eventfd.js';
 export type { GuestMemoryFault } from './errors.js';
 export type { Regs, Sregs, Segment, DescriptorTable } from './registers.js';
 export * from './memmap.js';
+export { kvmHostStatus, kvmHostMeets } from './kvm-host.js';
+export type { KvmHostStatus, KvmHostLevel, KvmUnusableCause, KvmNeed, KvmHostProbe } from './kvm-host.js';

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { BhyveError, ExitStatus } from '../config/errors.js';
 import type { FwcfgUserFile } from '../config/options.js';
 import type { Topology } from '../config/topology.js';
+import { kvmHostStatus } from './kvm-host.js';
 import type { ConfigTree, Warn } from '../config/tree.js';
 import { createIsaDevices, hpetCapabilities, type IsaDevices } from '../platform/isa/index.js';
 import { COM_PORTS } from '../platform/isa/uart16550.js';
@@ -47,6 +48,9 @@ export async function startVm(req: StartRequest): Promise<number> {
   const kernel = tree.get('boot.kernel');
   if (req.memsize > BigInt(Number.MAX_SAFE_INTEGER)) throw new BhyveError(ExitStatus.USAGE, `invalid memsize '${tree.get('memory.size')}'`);
 
+  // Name the cause (absent, permission, a PVM host whose kvm_pvm did not bind) rather than a bare errno.
+  const kvm = kvmHostStatus();
+  if (kvm.level === 'none') throw fail(`vm_openf: ${kvm.reason}`);
   let vm: Vm;
   try {
     vm = Vm.open(name, { create: true, reinit: bootrom !== undefined });

@@ -1,21 +1,12 @@
+// test-needs: kvm
 // The ACPI power button end to end (bhyve-facts §4.9; ACPI 6.5 §4.8.2.2.1): the guest enables ACPI, arms
 // PWRBTN_EN and routes the SCI, then the host presses the button. Under tsbhyve that is SIGTERM, which only
 // becomes a button press once the guest wrote ACPI_ENABLE to SMI_CMD (before that it kills the process, as in
 // bhyve); under QEMU q35 it is QMP system_powerdown.
 import test from 'tape';
-import { accessSync, constants, existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { parseTestguestOutput, runTestguestInQemu, runTestguestInTsbhyve, testguestDir, tsbhyveBin } from '../../firmware/testguest/index.js';
+import { parseTestguestOutput, runTestguestInQemu, runTestguestInTsbhyve, tsbhyveSkipReason } from '../../firmware/testguest/index.js';
 
-function tsbhyveUsable(): boolean {
-  try {
-    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
-  } catch {
-    return false;
-  }
-  return existsSync(tsbhyveBin()) && existsSync(join(testguestDir(), '..', '..', 'build', 'Release', 'tsbhyve.node'));
-}
-const skipTsbhyve = !tsbhyveUsable();
+const skipTsbhyve = tsbhyveSkipReason();
 
 const ARMED = 'TESTGUEST pwrbtn INFO armed';
 

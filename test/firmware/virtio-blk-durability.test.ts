@@ -1,3 +1,4 @@
+// test-needs: kvm
 // Durability of flushed writes through tsbhyve's virtio-blk (virtio 1.2 §5.2.6: a completed FLUSH covers every write
 // completed before it). The guest (test=virtio-blk-durable) writes numbered 4 KiB records in small batches and prints
 // "TESTGUEST durable flushed=N" only after each batch's FLUSH completed; the host SIGKILLs tsbhyve at a random
@@ -6,15 +7,15 @@
 import test from 'tape';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { directIoDir, makeDisk, patternMismatches, tsbhyveVirtioBlkUnsupported } from '../../firmware/testguest/disk.js';
-import { runTestguestInTsbhyve } from '../../firmware/testguest/index.js';
+import { directIoDir, makeDisk, patternMismatches } from '../../firmware/testguest/disk.js';
+import { runTestguestInTsbhyve, tsbhyveSkipReason } from '../../firmware/testguest/index.js';
 
 const ROUNDS = 20;
 const DISK_BYTES = 4 << 20; // 1024 records of 4 KiB
 const RECORD_SECTORS = 8;
 
 test(`tsbhyve virtio-blk: flushed records survive SIGKILL (${ROUNDS} rounds)`, async (t) => {
-  const why = await tsbhyveVirtioBlkUnsupported();
+  const why = tsbhyveSkipReason();
   if (why) {
     t.comment(`skipped: ${why}`);
     t.skip(why);

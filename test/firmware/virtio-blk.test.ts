@@ -1,3 +1,4 @@
+// test-needs: kvm
 // test=virtio-blk against a disk file: first under QEMU's own legacy virtio-blk (the reference device), then under
 // tsbhyve's (-s 3,virtio-blk,FILE). The guest checks itself; the host then checks the file: the LBA-stamped pattern
 // in every sector, the guest's CRC-32 lines against the bytes, WRITE_ZEROES left zeros, and DISCARD gave the blocks
@@ -6,8 +7,8 @@ import test, { type Test } from 'tape';
 import { readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { SECTOR, directIoDir, makeDisk, patternMismatches, qemuVirtioBlkArgs, tsbhyveVirtioBlkUnsupported } from '../../firmware/testguest/disk.js';
-import { parseBench, parseTestguestOutput, runTestguestInQemu, runTestguestInTsbhyve } from '../../firmware/testguest/index.js';
+import { SECTOR, directIoDir, makeDisk, patternMismatches, qemuVirtioBlkArgs } from '../../firmware/testguest/disk.js';
+import { parseBench, parseTestguestOutput, runTestguestInQemu, runTestguestInTsbhyve, tsbhyveSkipReason } from '../../firmware/testguest/index.js';
 
 const DISK_BYTES = 8 << 20;
 const SECTORS = DISK_BYTES / SECTOR;
@@ -134,7 +135,7 @@ test('QEMU bench=virtio-blk: each workload prints a result line', async (t) => {
 // ---- tsbhyve ----
 
 async function tsbhyveSkip(t: Test): Promise<boolean> {
-  const why = await tsbhyveVirtioBlkUnsupported();
+  const why = tsbhyveSkipReason();
   if (why) {
     t.comment(`skipped: ${why}`);
     t.skip(why);

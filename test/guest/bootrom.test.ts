@@ -1,15 +1,17 @@
+// test-needs: kvm
 // -l bootrom,FILE: the ROM is mapped at the top of the 4 GiB space and the BSP starts at the reset vector in real
 // mode (CS base 0xFFFF0000, IP 0xFFF0), as on hardware and in bhyve. The ROM here is 4 KiB of 16-bit code written
 // in the test: it prints "ROM OK" on COM1, checks that it cannot write itself, and powers off through ACPI S5.
 import test from 'tape';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { tsbhyveSkipReason } from '../../firmware/testguest/index.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const skip = existsSync('/dev/kvm') ? undefined : 'no /dev/kvm on this host';
+const skip = tsbhyveSkipReason();
 if (skip) console.log(`# skipping boot ROM tests: ${skip}`);
 
 /** A 4 KiB ROM; code at offset 0 (linear 0xFFFFF000 = CS:0xF000 with CS base 0xFFFF0000). */
@@ -46,7 +48,7 @@ function romOf(code: number[]): Uint8Array {
   return rom;
 }
 
-test('bootrom: the BSP starts at the reset vector of a ROM mapped below 4 GiB; the ROM is read-only', { skip: !!skip }, (t) => {
+test('bootrom: the BSP starts at the reset vector of a ROM mapped below 4 GiB; the ROM is read-only', { skip }, (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-rom-'));
   const rom = join(dir, 'test.rom');
   writeFileSync(rom, buildRom());
@@ -61,7 +63,7 @@ test('bootrom: the BSP starts at the reset vector of a ROM mapped below 4 GiB; t
   t.end();
 });
 
-test('bootrom: a ROM whose size is not a whole number of pages is refused with status 4', { skip: !!skip }, (t) => {
+test('bootrom: a ROM whose size is not a whole number of pages is refused with status 4', { skip }, (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-rom-'));
   const rom = join(dir, 'bad.rom');
   writeFileSync(rom, new Uint8Array(1000));
@@ -95,7 +97,7 @@ function buildVarsRom(): Uint8Array {
   return romOf(code);
 }
 
-test('bootrom: the VARS file is flash below the ROM; a programmed byte lands in the file', { skip: !!skip }, (t) => {
+test('bootrom: the VARS file is flash below the ROM; a programmed byte lands in the file', { skip }, (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-rom-'));
   const rom = join(dir, 'code.rom');
   const vars = join(dir, 'vars.fd');
@@ -116,7 +118,7 @@ test('bootrom: the VARS file is flash below the ROM; a programmed byte lands in 
   t.end();
 });
 
-test('bootrom: an unusable VARS file is refused with status 4 in bhyve\'s words', { skip: !!skip }, (t) => {
+test('bootrom: an unusable VARS file is refused with status 4 in bhyve\'s words', { skip }, (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'tsbhyve-rom-'));
   const rom = join(dir, 'code.rom');
   writeFileSync(rom, buildVarsRom());

@@ -1,15 +1,15 @@
+// test-needs: kvm
 // COM1-COM4 under a real guest: COM1 on stdio, COM2-COM4 on ptys (the tty backend). The test guest's uart
 // suite checks every port from inside and, with announce=1, sends one line on each of COM2-COM4, which must come
 // out of that port's pty.
 import test from 'tape';
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { testguestPath } from '../../firmware/testguest/index.js';
+import { testguestPath, tsbhyveSkipReason } from '../../firmware/testguest/index.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const ptyPair = `${root}test/platform/isa/fixtures/pty-pair.py`;
-const skip = existsSync('/dev/kvm') ? undefined : 'no /dev/kvm on this host';
+const skip = tsbhyveSkipReason();
 if (skip) console.log(`# skipping COM port guest test: ${skip}`);
 
 interface Pty {
@@ -36,7 +36,7 @@ function openPty(): Promise<Pty> {
   });
 }
 
-test('guest: COM1-COM4 are present; COM2-COM4 output reaches tty backends', { skip: !!skip, timeout: 120_000 }, async (t) => {
+test('guest: COM1-COM4 are present; COM2-COM4 output reaches tty backends', { skip, timeout: 120_000 }, async (t) => {
   const ptys = await Promise.all([openPty(), openPty(), openPty()]);
   try {
     const r = spawnSync(

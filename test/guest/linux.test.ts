@@ -1,3 +1,4 @@
+// test-needs: linux
 // Real Linux guests (Debian's cloud kernel + a busybox initramfs, firmware/linux) booted by tsbhyve's direct
 // kernel boot, in one batch (one nested-KVM L1 start on this machine's kvm_pvm; directly on hardware KVM):
 // - platform: the guest checks what tsbhyve presents (CPUs, memory, PCI functions, ACPI tables, COM1) and

@@ -1,3 +1,4 @@
+// test-needs: linux
 // Real Linux guests under QEMU+KVM: the Debian cloud kernel with the test initramfs, booted once per
 // guest below. On this kind of machine (kvm_pvm) they run inside one L1 machine under QEMU TCG with
 // emulated SVM; where the host's KVM runs unmodified Linux they run directly. Each guest checks

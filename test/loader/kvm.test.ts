@@ -1,3 +1,4 @@
+// test-needs: kvm
 // Boot plans run under KVM: the toolchain-built PVH and Multiboot kernels report what they see in their
 // entry registers and memory over port 0x500, then halt with interrupts off. Skips without /dev/kvm.
 import { existsSync, readFileSync } from 'node:fs';

@@ -1,3 +1,4 @@
+// test-needs: kvm
 // While vCPUs run, the JavaScript event loop keeps running timers: both when the guest is idle in HLT
 // and when it floods the main thread with exits. Two vCPUs: the BSP starts the AP with INIT/SIPI.
 import { readdirSync, readFileSync } from 'node:fs';

@@ -1,3 +1,4 @@
+// test-needs: kvm
 // Interrupt delivery into a running 64-bit guest through the in-kernel LAPIC and IOAPIC: an MSI from
 // a handler, then an IOAPIC pin pulse routed to another vector; plus argument checks on the calls.
 import test from 'tape';

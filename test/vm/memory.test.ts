@@ -1,3 +1,4 @@
+// test-needs: kvm
 // bhyve's memory layout (lowmem below 3 GiB, the rest from 4 GiB) as KVM memslots, and the checked
 // accessor refusing every range that is not guest RAM.
 import { readFileSync } from 'node:fs';

@@ -1,3 +1,4 @@
+// test-needs: kvm
 // vm_openf semantics and the per-name lock across processes.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';

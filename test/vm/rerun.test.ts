@@ -1,3 +1,4 @@
+// test-needs: kvm
 // Register access while running (only from the vCPU's own exit handler), and a second run() of the same
 // VM after a reset, as an in-process reboot would do.
 import test from 'tape';

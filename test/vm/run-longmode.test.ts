@@ -1,3 +1,4 @@
+// test-needs: kvm
 // 64-bit guests: MMIO writes and reads of each size through a TS handler, an unowned MMIO read (all
 // ones), a write into the read-only boot ROM (an MMIO exit, ROM unchanged), and a native sink port.
 import test from 'tape';

@@ -1,3 +1,4 @@
+// test-needs: kvm
 // 16-bit real-mode guest: OUT/IN with immediate and DX ports, byte and word sizes, REP OUTSB/INSB,
 // an unhandled port reading all ones, and a JS handler ending the run with vm_suspend(POWEROFF).
 import test from 'tape';

@@ -1,3 +1,4 @@
+// test-needs: kvm
 // How a run ends: triple fault (3), HLT with interrupts disabled (2), strict I/O on an unowned port (4),
 // a throwing handler (4), and the MSR policy (unknown MSR -> #GP, or reads 0 with strictmsr off).
 import test from 'tape';
@@ -25,7 +26,7 @@ test('HLT with interrupts disabled on every vCPU ends the run with status 2', (t
     const t0 = Date.now();
     const r = await vm.run();
     t.deepEqual(r, { status: 2, error: '' }, 'status 2');
-    t.ok(Date.now() - t0 < 5000, `detected within ${Date.now() - t0} ms`);
+    t.ok(Date.now() - t0 < 60_000, `detected after ${Date.now() - t0} ms, not left halted`);
     vm.close();
   }));
 

@@ -1,3 +1,4 @@
+// test-needs: kvm
 // Register and segment access, vcpu_reset, capabilities and CPUID topology.
 import test from 'tape';
 

@@ -1,24 +1,16 @@
+// test-needs: kvm
 // `tsbhyve -s 3,virtio-blk,PATH` through the real binary: the test guest's platform suite still passes with
 // the disk present (it enumerates PCI; it has no virtio-blk driver yet), and a missing disk stops start-up
 // with bhyve's message and status 4. Skipped without KVM, the addon or the built CLI.
 import test from 'tape';
 import { spawn } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseTestguestOutput, testguestPath, tsbhyveBin } from '../../../firmware/testguest/index.js';
+import { parseTestguestOutput, testguestPath, tsbhyveBin, tsbhyveSkipReason } from '../../../firmware/testguest/index.js';
 import { makeDisk } from './helpers.js';
 
-function skipReason(): string | undefined {
-  try {
-    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
-  } catch {
-    return '/dev/kvm not usable';
-  }
-  if (!existsSync(tsbhyveBin()) || !existsSync(testguestPath())) return 'tsbhyve CLI or test guest not built';
-  return undefined;
-}
-const skip = skipReason() !== undefined;
+const skip = tsbhyveSkipReason() ?? (existsSync(testguestPath()) ? undefined : 'the test guest is not built');
 
 let runs = 0;
 /**

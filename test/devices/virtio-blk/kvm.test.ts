@@ -1,3 +1,4 @@
+// test-needs: kvm
 // virtio-blk under KVM, end to end without JavaScript on the request path: the test plays firmware and
 // driver set-up from JS (status, features, queue PFN, MSI-X), then a tiny real-mode guest kicks the queue
 // with a 2-byte OUT to BAR0+16 - caught by the ioeventfd, so no exit reaches TypeScript - and spins on

@@ -1,38 +1,17 @@
-// Can this machine's /dev/kvm boot an unmodified Linux guest? Not under kvm_pvm, the software-assisted
-// nested KVM of these build machines: it runs guest user mode natively but emulates guest kernel mode,
-// so Linux crawls and stops on emulation failures. Real hardware virtualisation (and the L1 machine
-// this harness boots, where kvm_amd runs on emulated SVM) can.
-import { access, constants } from 'node:fs/promises';
+// Can this machine's /dev/kvm boot an unmodified Linux guest? The answer comes from src/vm/kvm-host.ts, the
+// one probe that tsbhyve, the demo and the test runner share: not under kvm_pvm (guest kernel mode is
+// emulated) nor without a usable /dev/kvm; yes on hardware KVM and inside the L1 this harness boots.
+import { kvmHostMeets, kvmHostStatus } from '../../../src/vm/kvm-host.js';
 
 export interface KvmVerdict {
   runsUnmodifiedLinux: boolean;
   reason: string;
 }
 
-async function exists(path: string, mode = constants.F_OK): Promise<boolean> {
-  try {
-    await access(path, mode);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The verdict and why. TSBHYVE_HOST_KVM=real|pvm overrides the detection (for a machine where it
- * guesses wrong); TSBHYVE_IN_L1=1 is set by the L1 machine's init, whose KVM is kvm_amd.
- */
+/** TSBHYVE_HOST_KVM=none|pvm|hardware overrides the probe; TSBHYVE_IN_L1=1 is set by the L1 machine's init. */
 export async function hostKvmVerdict(env: NodeJS.ProcessEnv = process.env): Promise<KvmVerdict> {
-  if (env.TSBHYVE_HOST_KVM === 'real') return { runsUnmodifiedLinux: true, reason: 'TSBHYVE_HOST_KVM=real' };
-  if (env.TSBHYVE_HOST_KVM === 'pvm') return { runsUnmodifiedLinux: false, reason: 'TSBHYVE_HOST_KVM=pvm' };
-  if (!(await exists('/dev/kvm', constants.R_OK | constants.W_OK))) {
-    return { runsUnmodifiedLinux: false, reason: 'no usable /dev/kvm' };
-  }
-  if (env.TSBHYVE_IN_L1 === '1') return { runsUnmodifiedLinux: true, reason: 'inside the nested-KVM L1 machine' };
-  if (await exists('/sys/module/kvm_pvm')) {
-    return { runsUnmodifiedLinux: false, reason: 'kvm_pvm is loaded (guest kernel mode is emulated)' };
-  }
-  return { runsUnmodifiedLinux: true, reason: 'hardware KVM (kvm_intel or kvm_amd)' };
+  const status = kvmHostStatus({ env });
+  return { runsUnmodifiedLinux: kvmHostMeets(status, 'linux'), reason: status.reason };
 }
 
 export async function hostKvmRunsUnmodifiedLinux(): Promise<boolean> {

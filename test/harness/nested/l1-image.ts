@@ -10,7 +10,8 @@ export const l1ImageSpec: ImageSpec = {
   cacheDir: 'nested/l1',
   kernelSeries: '6.1.0',
   kernelFlavour: 'amd64',
-  modules: ['virtio_pci', '9pnet_virtio', '9p', 'kvm', 'kvm_amd'],
+  // virtio_blk + ext4 (crc32c is its soft dependency, not in modules.dep): the scratch disk at /var/tmp (O_DIRECT and hole punching, which tmpfs lacks).
+  modules: ['virtio_pci', '9pnet_virtio', '9p', 'kvm', 'kvm_amd', 'virtio_blk', 'crc32c_generic', 'ext4'],
   // For network tests of the VMM in L1 (tap devices, vhost); harmless when unused.
   optionalModules: ['tun', 'vhost_net'],
   // L2 guests need no nested virtualisation of their own; leaving it off keeps kvm_amd simpler.

@@ -51,6 +51,18 @@ for m in $mounts; do
   mount -t 9p -o "$opts" "${m%%:*}" "${m#*:}" || echo "TSBHYVE-L1-WARN cannot mount ${m%%:*} at ${m#*:}"
 done
 
+# The scratch disk, when QEMU gives one: a fresh ext4 at /var/tmp, for what tmpfs cannot do (O_DIRECT, which
+# nocache disks and QEMU's cache=none need). No journal: it lives only as long as this boot.
+if [ -b /dev/vda ]; then
+  mkdir -p /var/tmp
+  if /usr/sbin/mkfs.ext4 -q -F -O ^has_journal -N 65536 -E lazy_itable_init=0,lazy_journal_init=0 /dev/vda >/tmp/mkfs.err 2>&1 &&
+    mount -t ext4 /dev/vda /var/tmp; then
+    chmod 1777 /var/tmp
+  else
+    echo "TSBHYVE-L1-WARN no scratch file system at /var/tmp: $(cat /tmp/mkfs.err)"
+  fi
+fi
+
 shell=/usr/bin/bash
 [ -x "$shell" ] || shell=/bin/sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp TMPDIR=/tmp TSBHYVE_IN_L1=1

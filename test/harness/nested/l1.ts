@@ -3,7 +3,7 @@
 // cannot). The host's /usr and the project directory are shared over virtio-9p, so the command sees
 // the host's programs and the project's files at the same paths, and runs with /dev/kvm present.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, realpathSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { cacheRoot, projectRoot } from '../../../firmware/linux/paths.js';
 import { LineSplitter, type ConsoleLine } from './console.js';
@@ -20,6 +20,8 @@ export interface L1Options {
   cwd?: string;
   /** Extra environment variables for the command. */
   env?: Record<string, string>;
+  /** Size of the scratch disk L1 mounts at /var/tmp (ext4, sparse on the host; default 8192 MiB, 0 for none). */
+  scratchMiB?: number;
   /** Called with each line the command prints, as it arrives. */
   onLine?: (line: ConsoleLine) => void;
   /** Called with each console line of L1 outside the command (boot, markers, warnings). */
@@ -52,6 +54,11 @@ export class L1Error extends Error {
 const readyMarker = /TSBHYVE-L1-READY /;
 const exitMarker = /TSBHYVE-L1-EXIT status=(\d+)/;
 
+function openAndClose(path: string): string {
+  closeSync(openSync(path, 'w'));
+  return path;
+}
+
 function shellQuote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
 }
@@ -77,7 +84,7 @@ export function linkedOutsideProject(): string[] {
 
 /** The QEMU command line for an L1 machine that runs `script` (a path inside the project). `kernel` may be a
  * bzImage or a vmlinux ELF with a PVH note (quicker under TCG: nothing to decompress). */
-export function l1QemuArgs(kernel: string, initrd: string, script: string, memMiB: number, cpus: number): string[] {
+export function l1QemuArgs(kernel: string, initrd: string, script: string, memMiB: number, cpus: number, scratch?: string): string[] {
   const extra = linkedOutsideProject();
   const mounts = extra.map((p, i) => ` tsbhyve.mount=extra${i}:${p}`).join('');
   return [
@@ -91,6 +98,8 @@ export function l1QemuArgs(kernel: string, initrd: string, script: string, memMi
     '-virtfs', 'local,path=/usr,mount_tag=usr,security_model=none,readonly=on',
     '-virtfs', `local,path=${projectRoot},mount_tag=project,security_model=none`,
     ...extra.flatMap((p, i) => ['-virtfs', `local,path=${p},mount_tag=extra${i},security_model=none`]),
+    // L1's /var/tmp: a sparse file that lives as long as the run; cache=unsafe since nothing on it outlives L1.
+    ...(scratch ? ['-drive', `file=${scratch},if=virtio,format=raw,cache=unsafe,discard=unmap`] : []),
     ...(process.env.TSBHYVE_L1_MONITOR ? ['-monitor', `unix:${process.env.TSBHYVE_L1_MONITOR},server,nowait`] : []),
   ];
 }
@@ -106,8 +115,12 @@ export async function runInL1(command: string, opts: L1Options = {}): Promise<L1
   const env = Object.entries(opts.env ?? {}).map(([k, v]) => `export ${k}=${shellQuote(v)}\n`).join('');
   writeFileSync(script, `${env}cd ${shellQuote(opts.cwd ?? projectRoot)} || exit 126\n${command}\n`);
 
+  const scratchMiB = opts.scratchMiB ?? 8192;
+  const scratch = scratchMiB > 0 ? join(runDir, 'scratch.img') : undefined;
+  if (scratch) truncateSync(openAndClose(scratch), scratchMiB * 1024 * 1024);
+
   const timeoutMs = opts.timeoutMs ?? 600_000;
-  const args = l1QemuArgs(image.vmlinux ?? image.kernel, image.initrd, script, opts.memMiB ?? 4096, opts.cpus ?? 1);
+  const args = l1QemuArgs(image.vmlinux ?? image.kernel, image.initrd, script, opts.memMiB ?? 4096, opts.cpus ?? 1, scratch);
   const startedAt = performance.now();
   const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
 

@@ -1,0 +1,130 @@
+// npm test's runner. Every test/**/*.test.ts (or the globs given) runs with tape, on the host when the host can
+// run it and otherwise inside the nested-KVM L1 (test/harness/suite/plan.ts says which); the TAP of every run is
+// merged into one stream that ends with "N passed, N failed, N skipped". Exits non-zero on any failure.
+//
+// Usage: node --import tsx scripts/test.ts [glob ...]
+// Environment: TSBHYVE_HOST_KVM=none|pvm|hardware overrides the KVM probe (none sends every guest test into the
+// L1; hardware runs them all here); TSBHYVE_L1_BATCHES=N sets how many L1 machines share the nested files.
+import { spawn, spawnSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { kvmHostStatus } from '../src/vm/kvm-host.js';
+import { L1Error, runInL1 } from '../test/harness/nested/l1.js';
+import { expandGlobs } from '../test/harness/suite/files.js';
+import { fileNeed, planSuite } from '../test/harness/suite/plan.js';
+import { TapMerger, type TapStream } from '../test/harness/suite/tap.js';
+import { l1Costs } from '../test/harness/suite/l1-costs.js';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+const require = createRequire(import.meta.url);
+const tape = join(dirname(require.resolve('tape/package.json')), 'bin', 'tape');
+
+const globs = process.argv.slice(2);
+if (globs.length === 0) globs.push('test/**/*.test.ts');
+const files = expandGlobs(root, globs);
+
+const host = kvmHostStatus();
+const qemu = spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
+const l1Unavailable = qemu.status === 0 ? undefined : 'qemu-system-x86_64 is not installed, so there is no nested-KVM L1';
+// One L1 keeps one host core busy (TCG); two fit this 2-core machine beside the host's own tests.
+const l1Batches = Number(process.env.TSBHYVE_L1_BATCHES) || Math.max(1, Math.min(2, availableParallelism()));
+const plan = planSuite({ files, needOf: (f) => fileNeed(join(root, f)), host, l1Unavailable, l1Batches, costs: l1Costs });
+
+const merger = new TapMerger((line) => process.stdout.write(line + '\n'));
+const nestedCount = plan.l1.reduce((n, b) => n + b.length, 0);
+const header = merger.stream('where the tests run');
+header.line(`# KVM on this host: ${host.level} (${host.reason})`);
+header.line(`# ${plan.host.length} files on the host; ${nestedCount} in ${plan.l1.length} nested-KVM L1 machine(s); ${plan.skipped.length} skipped`);
+header.line('1..0');
+header.end(0);
+
+const runs: Array<Promise<void>> = [];
+if (plan.host.length > 0) runs.push(runOnHost(plan.host, merger.stream(`on the host: ${plan.host.length} files`)));
+plan.l1.forEach((batch, i) => {
+  const streams = batch.map((f) => merger.stream(`${f} (inside nested-KVM L1 ${i + 1} of ${plan.l1.length})`));
+  runs.push(runInNestedL1(batch, streams));
+});
+if (plan.skipped.length > 0) {
+  const s = merger.stream('files that nothing here can run');
+  for (const { file, reason } of plan.skipped) s.skip(`${file}: ${reason}`);
+  s.line('1..0');
+  s.end(0);
+}
+await Promise.all(runs);
+merger.finish();
+process.exit(merger.counts.failed > 0 ? 1 : 0);
+
+/** One tape process for every host file, as a plain `tape` run would do. */
+function runOnHost(list: string[], stream: TapStream): Promise<void> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', tape, ...list], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    pipeLines(child.stdout, (l) => stream.line(l));
+    child.on('close', (code, signal) => {
+      stream.end(code, signal ? `signal ${signal}` : undefined);
+      resolve();
+    });
+  });
+}
+
+const fileStart = /^TSBHYVE-TEST-FILE start (\d+)$/;
+const fileEnd = /^TSBHYVE-TEST-FILE end (\d+) status=(\d+)$/;
+
+/**
+ * One L1 boot runs the batch's files one tape process each (a crash stays in its file, and each file's TAP goes
+ * to its own stream), between markers that say which file is running and how it ended.
+ */
+async function runInNestedL1(batch: string[], streams: TapStream[]): Promise<void> {
+  const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+  const command = batch
+    .map((f, i) => `echo 'TSBHYVE-TEST-FILE start ${i}'; node --import tsx ${q(tape)} ${q(f)} 2>&1; echo "TSBHYVE-TEST-FILE end ${i} status=$?"`)
+    .join('\n');
+  let current: number | undefined;
+  const startedMs = new Map<number, number>();
+  try {
+    await runInL1(command, {
+      // Generous: the whole nested suite takes a fraction of this; a hung L1 must still end.
+      timeoutMs: 60 * 60_000,
+      cwd: root,
+      onLine: (line) => {
+        let m: RegExpExecArray | null;
+        if ((m = fileStart.exec(line.text))) {
+          current = Number(m[1]);
+          startedMs.set(current, line.ms);
+        } else if ((m = fileEnd.exec(line.text))) {
+          const i = Number(m[1]);
+          streams[i]!.line(`# ${batch[i]} took ${((line.ms - (startedMs.get(i) ?? line.ms)) / 1000).toFixed(1)} s in L1`);
+          streams[i]!.end(Number(m[2]));
+          current = undefined;
+        } else if (current !== undefined) streams[current]!.line(line.text);
+      },
+    });
+  } catch (e) {
+    const detail = e instanceof L1Error ? e.console.split('\n').slice(-40).join('\n') : String(e);
+    const why = e instanceof Error ? e.message : String(e);
+    for (const s of streams) {
+      if (s.isEnded) continue;
+      s.fail(`the nested-KVM L1 stopped: ${why}`, detail);
+      s.end(null, why);
+    }
+  }
+  // A file the L1 never reached (its command ended early) is a failure, not a pass.
+  for (const s of streams) if (!s.isEnded) s.end(null, 'the L1 never ran it');
+}
+
+function pipeLines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
+  let buf = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      onLine(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+    }
+  });
+  stream.on('end', () => {
+    if (buf) onLine(buf);
+  });
+}
