@@ -16,6 +16,8 @@ import { expandGlobs } from '../test/harness/suite/files.js';
 import { fileNeed, planSuite } from '../test/harness/suite/plan.js';
 import { TapMerger, type TapStream } from '../test/harness/suite/tap.js';
 import { l1Costs } from '../test/harness/suite/l1-costs.js';
+import { linuxGuestImage } from '../firmware/linux/guest-image.js';
+import { debianBzImage } from '../test/loader/fixtures.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const require = createRequire(import.meta.url);
@@ -37,6 +39,19 @@ const nestedCount = plan.l1.reduce((n, b) => n + b.length, 0);
 const header = merger.stream('where the tests run');
 header.line(`# KVM on this host: ${host.level} (${host.reason})`);
 header.line(`# ${plan.host.length} files on the host; ${nestedCount} in ${plan.l1.length} nested-KVM L1 machine(s); ${plan.skipped.length} skipped`);
+
+// What guests boot comes from Debian packages, which L1 cannot fetch (it has no network): build it here first. Both
+// are cached, so this is quick after the first run; a failure is left for the tests that need it to report.
+if (plan.l1.length > 0) {
+  try {
+    linuxGuestImage();
+    const bz = debianBzImage();
+    if ('skip' in bz) header.line(`# the loader's Debian bzImage is not available: ${bz.skip}`);
+  } catch (e) {
+    process.stderr.write(`test: could not build the Linux guest image for the L1: ${(e as Error).message}\n`);
+  }
+}
+
 header.line('1..0');
 header.end(0);
 

@@ -2,6 +2,7 @@
 // While vCPUs run, the JavaScript event loop keeps running timers: both when the guest is idle in HLT
 // and when it floods the main thread with exits. Two vCPUs: the BSP starts the AP with INIT/SIPI.
 import { readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import test from 'tape';
 
 import { SuspendHow } from '../../src/vm/index.js';
@@ -12,13 +13,17 @@ test('timers fire while the guest idles in HLT with interrupts enabled', (t) =>
     const vm = newVm();
     load(vm, 0x1000, [0xfb, 0xf4, 0xeb, 0xfd]); // sti; hlt; jmp back
     enterRealMode(vm, 0x1000);
+    // The interval ends the run from its fifth tick: the run ending at all shows the timers ran meanwhile, with no
+    // bound on how long that took. The watchdog only turns a loop that never yields into a failure, not a hang.
     let ticks = 0;
-    const iv = setInterval(() => ticks++, 10);
-    setTimeout(() => vm.suspend(SuspendHow.Poweroff), 150);
+    const iv = setInterval(() => {
+      if (++ticks === 5) vm.suspend(SuspendHow.Poweroff);
+    }, 10);
+    const watchdog = setTimeout(() => vm.suspend(SuspendHow.Halt), 120_000);
     const r = await vm.run();
     clearInterval(iv);
-    t.deepEqual(r, { status: 1, error: '' }, 'suspended by the timer');
-    t.ok(ticks >= 5, `an interval timer ticked ${ticks} times meanwhile`);
+    clearTimeout(watchdog);
+    t.deepEqual(r, { status: 1, error: '' }, `suspended from the interval timer's fifth tick (${ticks} ticks)`);
     vm.close();
   }));
 
@@ -31,17 +36,19 @@ test('timers fire while the guest floods JS with port exits', (t) =>
       exits++;
     });
     enterRealMode(vm, 0x1000);
+    // The interval ends the run once it has ticked 5 times and the guest has made 100 exits: both kept going
+    // together. Known weakness (issue 3 note): a flood sometimes holds the loop for tens of milliseconds, which
+    // only makes this slower, so no time is asserted.
     let ticks = 0;
-    const iv = setInterval(() => ticks++, 10);
-    setTimeout(() => vm.suspend(SuspendHow.Reset), 200);
+    const iv = setInterval(() => {
+      if (++ticks >= 5 && exits >= 100) vm.suspend(SuspendHow.Reset);
+    }, 10);
+    const watchdog = setTimeout(() => vm.suspend(SuspendHow.Halt), 120_000);
     const r = await vm.run();
     clearInterval(iv);
-    t.equal(r.status, 0, 'suspended by the timer');
-    t.ok(exits > 100, `${exits} exits handled`);
-    // Known weakness (issue 3 note): on this 2-core host an exit flood sometimes holds the event loop for tens of
-    // milliseconds at a time (2-3 ticks of 20 in some runs, 11-14 in others). The suspend timer above firing proves
-    // timers run; this bound only catches a loop that never yields.
-    t.ok(ticks >= 2, `an interval timer ticked ${ticks} times meanwhile`);
+    clearTimeout(watchdog);
+    t.equal(r.status, 0, `suspended from the interval timer (${ticks} ticks) during the flood`);
+    t.ok(exits >= 100, `${exits} exits handled`);
     vm.close();
   }));
 
@@ -73,11 +80,13 @@ test('two vCPUs: INIT/SIPI starts the AP; status 2 only once both halt with inte
     });
     enterLongMode(vm, 0x1000);
     const t0 = Date.now();
-    const r = await vm.run({ cpusets: [[0], [1]] });
+    // One host CPU each where there are two (the nested L1 has one: both share it).
+    const second = availableParallelism() > 1 ? 1 : 0;
+    const r = await vm.run({ cpusets: [[0], [second]] });
     t.deepEqual(r, { status: 2, error: '' }, 'status 2 after both halted');
     t.deepEqual([...who].sort(), [0, 1], 'both vCPUs reached their checkpoint');
     t.equal(affinity.get('vcpu 0'), '0', 'vcpu 0 pinned to host CPU 0');
-    t.equal(affinity.get('vcpu 1'), '1', 'vcpu 1 pinned to host CPU 1');
+    t.equal(affinity.get('vcpu 1'), String(second), `vcpu 1 pinned to host CPU ${second}`);
     t.comment(`run took ${Date.now() - t0} ms`);
     vm.close();
   }));

@@ -24,6 +24,13 @@ export interface L1Options {
   scratchMiB?: number;
   /** Called with each line the command prints, as it arrives. */
   onLine?: (line: ConsoleLine) => void;
+  /**
+   * A terminal session instead of lines: bytes from `input` go to L1's console (the command's stdin), and what the
+   * command prints goes to `output` byte for byte, from L1 being ready to the command's end.
+   */
+  interactive?: { input: NodeJS.ReadableStream; output: NodeJS.WritableStream };
+  /** Aborting it kills L1; runInL1 then rejects with an L1Error. */
+  signal?: AbortSignal;
   /** Called with each console line of L1 outside the command (boot, markers, warnings). */
   onConsole?: (line: ConsoleLine) => void;
 }
@@ -94,7 +101,8 @@ export function l1QemuArgs(kernel: string, initrd: string, script: string, memMi
     // mitigations=off: speculative-execution defences only slow an emulated CPU down; nor do we need
     // the crypto self-tests, one of the slowest parts of a kernel boot under emulation.
     '-append', `console=ttyS0 quiet panic=-1 mitigations=off cryptomgr.notests tsbhyve.project=${projectRoot} tsbhyve.run=${script}${mounts}`,
-    '-nographic', '-no-reboot', '-vga', 'none', '-nic', 'none',
+    // The serial port on stdio without -nographic's monitor multiplexer, so every byte (Ctrl-A too) reaches L1.
+    '-display', 'none', '-serial', 'stdio', '-no-reboot', '-vga', 'none', '-nic', 'none',
     '-virtfs', 'local,path=/usr,mount_tag=usr,security_model=none,readonly=on',
     '-virtfs', `local,path=${projectRoot},mount_tag=project,security_model=none`,
     ...extra.flatMap((p, i) => ['-virtfs', `local,path=${p},mount_tag=extra${i},security_model=none`]),
@@ -122,7 +130,14 @@ export async function runInL1(command: string, opts: L1Options = {}): Promise<L1
   const timeoutMs = opts.timeoutMs ?? 600_000;
   const args = l1QemuArgs(image.vmlinux ?? image.kernel, image.initrd, script, opts.memMiB ?? 4096, opts.cpus ?? 1, scratch);
   const startedAt = performance.now();
-  const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('qemu-system-x86_64', args, { stdio: [opts.interactive ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+  const passThrough = opts.interactive ? new RawPassThrough(opts.interactive.output) : undefined;
+  if (opts.interactive) {
+    const input = opts.interactive.input;
+    const forward = (chunk: Buffer | string) => child.stdin?.write(chunk);
+    input.on('data', forward);
+    child.on('close', () => input.off('data', forward));
+  }
 
   const consoleText: string[] = [];
   const lines: ConsoleLine[] = [];
@@ -145,18 +160,26 @@ export async function runInL1(command: string, opts: L1Options = {}): Promise<L1
       return;
     }
     if (exit) status = Number(exit[1]);
-    else if (readyMarker.test(line.text)) readyMs = line.ms;
+    else if (readyMarker.test(line.text)) {
+      readyMs = line.ms;
+      passThrough?.start();
+    }
     opts.onConsole?.(line);
   });
-  child.stdout.on('data', (chunk: Buffer) => splitter.push(chunk));
+  child.stdout!.on('data', (chunk: Buffer) => {
+    splitter.push(chunk);
+    passThrough?.push(chunk);
+  });
   let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
 
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
     child.kill('SIGKILL');
   }, timeoutMs);
+  const abort = () => child.kill('SIGKILL');
+  opts.signal?.addEventListener('abort', abort);
   try {
     const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
       child.on('error', reject);
@@ -165,12 +188,59 @@ export async function runInL1(command: string, opts: L1Options = {}): Promise<L1
     splitter.end();
     const totalMs = performance.now() - startedAt;
     const log = consoleText.join('\n') + (stderr ? `\n[qemu stderr]\n${stderr}` : '');
+    if (opts.signal?.aborted) throw new L1Error('L1 was stopped on request', log);
     if (timedOut) throw new L1Error(`L1 timed out after ${timeoutMs} ms`, log);
     if (readyMs === undefined) throw new L1Error(`L1 never became ready (qemu exit ${code ?? signal})`, log);
     if (status === undefined) throw new L1Error(`L1 stopped before the command finished (qemu exit ${code ?? signal})`, log);
     return { status, output: lines.map((l) => l.text).join('\n'), lines, readyMs, totalMs };
   } finally {
     clearTimeout(timer);
+    opts.signal?.removeEventListener('abort', abort);
     rmSync(runDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The command's bytes, unchanged, for an interactive session: nothing of L1's boot (up to the end of the ready
+ * line), and not the init's closing marker line. A tail that could still become the marker is held until it cannot.
+ */
+class RawPassThrough {
+  private static readonly marker = '\nTSBHYVE-L1-EXIT ';
+  private state: 'booting' | 'ready' | 'passing' | 'done' = 'booting';
+  private held = '';
+
+  constructor(private readonly out: NodeJS.WritableStream) {}
+
+  /** The line splitter saw the ready line, in the chunk about to be pushed or an earlier one. */
+  start(): void {
+    if (this.state === 'booting') this.state = 'ready';
+  }
+
+  push(chunk: Buffer): void {
+    let text = chunk.toString('latin1');
+    if (this.state === 'ready') {
+      // Skip the rest of the ready line.
+      const at = text.indexOf('TSBHYVE-L1-READY');
+      const nl = text.indexOf('\n', Math.max(at, 0));
+      text = nl >= 0 ? text.slice(nl + 1) : '';
+      this.state = 'passing';
+    }
+    if (this.state !== 'passing') return;
+    text = this.held + text;
+    this.held = '';
+    const end = text.indexOf(RawPassThrough.marker);
+    if (end >= 0) {
+      this.state = 'done';
+      text = text.slice(0, end);
+    } else {
+      for (let k = Math.min(RawPassThrough.marker.length - 1, text.length); k > 0; k--) {
+        if (RawPassThrough.marker.startsWith(text.slice(text.length - k))) {
+          this.held = text.slice(text.length - k);
+          text = text.slice(0, text.length - k);
+          break;
+        }
+      }
+    }
+    if (text) this.out.write(Buffer.from(text, 'latin1'));
   }
 }

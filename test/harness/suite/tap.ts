@@ -4,7 +4,7 @@
 // their turn. Counting is done here from the assertion lines, not taken from each run's own summary:
 // - `ok N ...` passes, `ok N ... # SKIP` and tape's `# SKIP <test>` (a test skipped with its reason) skip;
 // - `not ok N ...` fails, unless marked `# TODO` (tape's expected failures);
-// - a run that ended without its plan, or exited non-zero with no failure seen, adds one failure.
+// - a run that ended without its plan or exited non-zero adds one failure, unless it reported one itself.
 
 export interface TapCounts {
   passed: number;
@@ -55,9 +55,10 @@ export class TapStream {
   /** The run is over: `exitCode` is its status (null when it never ran to completion). */
   end(exitCode: number | null, why?: string): void {
     if (this.ended) return;
-    if (!this.sawPlan || (exitCode !== 0 && this.failures === 0)) {
-      this.fail(`${this.label} ended abnormally (${why ?? `exit ${exitCode}`})`);
-    }
+    const abnormal = !this.sawPlan || exitCode !== 0;
+    // One failure says the run is broken; a run that already reported its own needs no second.
+    if (abnormal && this.failures === 0) this.fail(`${this.label} ended abnormally (${why ?? `exit ${exitCode}`})`);
+    else if (!this.sawPlan) this.emit(`# ${this.label} ended abnormally (${why ?? `exit ${exitCode}`})`);
     this.ended = true;
     this.merger.streamEnded(this);
   }
