@@ -12,8 +12,15 @@ export interface Series {
 
 const resultsDir = fileURLToPath(new URL('./results/', import.meta.url));
 
+/**
+ * Where a guest bench ran, for its title: figures from inside the nested-KVM L1 (QEMU TCG with emulated SVM) are
+ * slower for every VMM alike, so only their ratios mean anything.
+ */
+export const benchWhere = process.env.TSBHYVE_IN_L1 === '1' ? 'nested (TCG L1)' : 'this host';
+
 /** Prints the table and writes bench/results/<name>.svg; returns the image path. */
 export function report(name: string, title: string, series: Series[]): string {
+  title = `${title} [${benchWhere}]`;
   const contenders = [...new Set(series.flatMap((s) => Object.keys(s.values)))];
   const width = Math.max(12, ...contenders.map((c) => c.length + 2));
   console.log(`\n${title}`);

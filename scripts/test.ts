@@ -23,6 +23,10 @@ const root = fileURLToPath(new URL('../', import.meta.url));
 const require = createRequire(import.meta.url);
 const tape = join(dirname(require.resolve('tape/package.json')), 'bin', 'tape');
 
+/** Markers around each file a nested L1 runs (see runInNestedL1). */
+const fileStart = /^TSBHYVE-TEST-FILE start (\d+)$/;
+const fileEnd = /^TSBHYVE-TEST-FILE end (\d+) status=(\d+)$/;
+
 const globs = process.argv.slice(2);
 if (globs.length === 0) globs.push('test/**/*.test.ts');
 const files = expandGlobs(root, globs);
@@ -83,8 +87,6 @@ function runOnHost(list: string[], stream: TapStream): Promise<void> {
   });
 }
 
-const fileStart = /^TSBHYVE-TEST-FILE start (\d+)$/;
-const fileEnd = /^TSBHYVE-TEST-FILE end (\d+) status=(\d+)$/;
 
 /**
  * One L1 boot runs the batch's files one tape process each (a crash stays in its file, and each file's TAP goes
