@@ -2,6 +2,7 @@
 import test from 'tape';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { kvmHostStatus } from '../../src/vm/kvm-host.js';
 
 const bin = fileURLToPath(new URL('../../bin/tsbhyve.js', import.meta.url));
 const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
@@ -25,5 +26,16 @@ test('binary: bad input is one line and bhyve status, help exits 0', (t) => {
   const help = run('-s', 'help');
   t.equal(help.status, 0);
   t.ok(help.stdout.includes('virtio-blk\n'));
+  t.end();
+});
+
+test('binary: without a usable /dev/kvm, one line naming the cause and status 4', (t) => {
+  // On a host with KVM the override stands in for the missing device; here it may be the real thing.
+  const real = kvmHostStatus();
+  const env = real.level === 'none' ? process.env : { ...process.env, TSBHYVE_HOST_KVM: 'none' };
+  const expected = kvmHostStatus({ env });
+  const r = spawnSync(process.execPath, [bin, '-s', '0,hostbridge', '-s', '31,lpc', '-o', 'boot.kernel=/nonexistent', 'vm'], { encoding: 'utf8', env });
+  t.equal(r.status, 4, 'bhyve exit status 4');
+  t.equal(r.stderr, `tsbhyve: vm_openf: ${expected.reason}\n`, `one line: ${r.stderr.trim()}`);
   t.end();
 });

@@ -13,6 +13,9 @@ export interface TapCounts {
 }
 
 const assertion = /^(not ok|ok)\b\s*(\d+)?\s?(.*)$/;
+/** A directive is the line's last `#` part: a description may quote TAP (`# SKIP` inside a message is not one). */
+const skipDirective = /#\s*SKIP\b[^#]*$/i;
+const todoDirective = /#\s*TODO\b[^#]*$/i;
 /** tape's per-run trailer and header: replaced by the merged ones. */
 const perRunLine = /^(TAP version \d+|1\.\.\d+|# (tests|pass|fail|skip|todo)\s+\d+|# ok|# not ok)\s*$/;
 
@@ -73,7 +76,7 @@ export class TapStream {
   }
 
   private emit(text: string): void {
-    if (/^not ok\b/.test(text) && !/#\s*TODO\b/i.test(text)) this.failures++;
+    if (/^not ok\b/.test(text) && !todoDirective.test(text)) this.failures++;
     if (this.merger.owner === this) this.merger.print(text);
     else this.held.push(text);
   }
@@ -107,9 +110,9 @@ export class TapMerger {
       const rest = m[3] ?? '';
       this.number++;
       if (m[1] === 'ok') {
-        if (/#\s*SKIP\b/i.test(rest)) this.counts.skipped++;
+        if (skipDirective.test(rest)) this.counts.skipped++;
         else this.counts.passed++;
-      } else if (/#\s*TODO\b/i.test(rest)) {
+      } else if (todoDirective.test(rest)) {
         this.counts.passed++;
       } else {
         this.counts.failed++;
