@@ -10,6 +10,7 @@ import { createLpc } from './lpc/device.js';
 import { createVirtioBlk } from './virtio-blk/device.js';
 import { netLegacyConfig } from './net/config.js';
 import { nvmeLegacyConfig } from './nvme/config.js';
+import { createNvme } from './nvme/device.js';
 import { passthruLegacyConfig } from './passthru/config.js';
 import { uartLegacyConfig } from './uart/config.js';
 import { virtio9pLegacyConfig } from './virtio-9p/config.js';
@@ -36,7 +37,7 @@ const emulations: readonly PciEmulation[] = [
   { name: 'ahci', legacyConfig: ahciLegacyConfig },
   { name: 'ahci-hd', alias: 'ahci', legacyConfig: ahciHdLegacyConfig },
   { name: 'ahci-cd', alias: 'ahci', legacyConfig: ahciCdLegacyConfig },
-  { name: 'nvme', legacyConfig: nvmeLegacyConfig },
+  { name: 'nvme', legacyConfig: nvmeLegacyConfig, create: createNvme },
   { name: 'virtio-blk', legacyConfig: blockLegacyConfig, create: createVirtioBlk },
   { name: 'virtio-net', legacyConfig: netLegacyConfig },
   { name: 'virtio-rnd', legacyConfig: genericLegacyConfig },

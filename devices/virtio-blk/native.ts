@@ -10,6 +10,8 @@ export interface BackendOptions {
   noDelete?: boolean;
   logicalSector?: number;
   physicalSector?: number;
+  /** an anonymous in-memory disk of this many bytes instead of the file at `path` (which then only names it) */
+  memoryBytes?: number;
 }
 
 export interface BackendInfo {

@@ -47,7 +47,8 @@ export function defaultSerial(path: string): string {
   return `BHYVE-${h(0)}${h(1)}-${h(2)}${h(3)}-${h(4)}${h(5)}`;
 }
 
-export function readBlockOptions(tree: ConfigTree, node: ConfigNode): BlockOptions {
+/** `device` names the emulation in messages (nvme reuses these keys). */
+export function readBlockOptions(tree: ConfigTree, node: ConfigNode, device = 'virtio-blk'): BlockOptions {
   const path = tree.getIn(node, 'path');
   if (path === undefined) throw fail('Missing "path" for block device.');
   const flag = (key: string): boolean => tree.getBoolInDefault(node, key, false);
@@ -65,7 +66,7 @@ export function readBlockOptions(tree: ConfigTree, node: ConfigNode): BlockOptio
   }
   const ser = tree.getIn(node, 'ser');
   if (ser !== undefined && Buffer.byteLength(ser) > BLK_ID_BYTES) {
-    throw fail(`virtio-blk: serial "${ser}" is longer than ${BLK_ID_BYTES} characters`);
+    throw fail(`${device}: serial "${ser}" is longer than ${BLK_ID_BYTES} characters`);
   }
   let bootindex: number | undefined;
   const bi = tree.getIn(node, 'bootindex');

@@ -4,6 +4,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -74,7 +75,20 @@ Errno BlockFile::Open(const OpenOptions& o, std::unique_ptr<BlockFile>* out, std
   std::unique_ptr<BlockFile> f(new BlockFile());
   int extra = O_CLOEXEC | (o.noCache ? O_DIRECT : 0) | (o.sync ? O_SYNC : 0);
   bool ro = o.readOnly;
-  int fd = open(o.path.c_str(), (ro ? O_RDONLY : O_RDWR) | extra);
+  int fd;
+  if (o.memoryBytes != 0) {
+    fd = memfd_create(o.path.c_str(), MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, off_t(o.memoryBytes)) != 0) {
+      int e = errno;
+      if (fd >= 0) close(fd);
+      *err = "Could not create the in-memory disk " + o.path + ": " + std::strerror(e);
+      return e;
+    }
+    extra = 0;
+    ro = false;
+  } else {
+    fd = open(o.path.c_str(), (ro ? O_RDONLY : O_RDWR) | extra);
+  }
   if (fd < 0 && !ro) {
     // blockif_open: a disk that cannot be opened read-write is attached read-only.
     fd = open(o.path.c_str(), O_RDONLY | extra);
@@ -87,7 +101,7 @@ Errno BlockFile::Open(const OpenOptions& o, std::unique_ptr<BlockFile>* out, std
   }
   f->fd_ = fd;
   f->readOnly_ = ro;
-  f->direct_ = o.noCache;
+  f->direct_ = o.noCache && o.memoryBytes == 0;
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int e = errno;

@@ -23,6 +23,9 @@ struct OpenOptions {
   // `sectorsize=L[/P]`; 0 means "from the file" (512 for regular files, the device's own for block devices).
   uint32_t logicalSector = 0;
   uint32_t physicalSector = 0;
+  // Non-zero: no file at `path` but an anonymous in-memory disk of this many bytes (a memfd, so every
+  // caller, io_uring included, sees the same kind of fd; NVMe's `ram=`). `path` then only names it.
+  uint64_t memoryBytes = 0;
 };
 
 // O_DIRECT alignment for buffers; a page covers every logical block size up to 4 KiB.

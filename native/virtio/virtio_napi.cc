@@ -138,8 +138,9 @@ class BackendWrap : public Napi::ObjectWrap<BackendWrap> {
     opts.noCache = Flag(o, "noCache");
     opts.sync = Flag(o, "sync");
     opts.noDelete = Flag(o, "noDelete");
-    uint64_t l, p;
-    if (!Num(o, "logicalSector", 0, &l) || !Num(o, "physicalSector", 0, &p)) return;
+    uint64_t l, p, mem;
+    if (!Num(o, "logicalSector", 0, &l) || !Num(o, "physicalSector", 0, &p) || !Num(o, "memoryBytes", 0, &mem)) return;
+    opts.memoryBytes = mem;
     opts.logicalSector = uint32_t(l);
     opts.physicalSector = uint32_t(p);
     std::unique_ptr<block::BlockFile> f;
@@ -393,4 +394,20 @@ Napi::Object VirtioExports(Napi::Env env) {
   return o;
 }
 
+}  // namespace tsbhyve
+
+namespace tsbhyve {
+// For other data paths (native/napi_handles.h).
+std::shared_ptr<const GuestMemory> UnwrapGuestMemory(Napi::Env env, Napi::Value v) {
+  bool tagged = false;
+  if (v.IsObject() && napi_check_object_type_tag(env, v, &kRamTag, &tagged) == napi_ok && tagged)
+    return GuestRamWrap::Unwrap(v.As<Napi::Object>())->memory();
+  if (vmm::Vm* vm = UnwrapVm(v)) return vm->sharedMemory();
+  return nullptr;
+}
+std::shared_ptr<block::BlockFile> UnwrapBlockBackend(Napi::Env env, Napi::Value v) {
+  bool tagged = false;
+  if (!v.IsObject() || napi_check_object_type_tag(env, v, &kBackendTag, &tagged) != napi_ok || !tagged) return nullptr;
+  return BackendWrap::Unwrap(v.As<Napi::Object>())->file();
+}
 }  // namespace tsbhyve

@@ -104,6 +104,9 @@ class Vm {
   // TypeScript go through the exit channel.
   RangeTable& pio() { return pio_; }
   RangeTable& mmio() { return mmio_; }
+  // Native ranges that take precedence over `mmio()`: a C++ device handling part of a BAR whose other
+  // registers TypeScript owns (NVMe I/O doorbells inside BAR0). Only native owners belong here.
+  RangeTable& mmioOverlay() { return mmioOverlay_; }
   // PCI configuration mechanism #1 (ports 0xCF8 and 0xCFC-0xCFF) handled on the vCPU thread: the address
   // latch lives here, accesses to absent functions read all ones without leaving C++, and accesses to present
   // functions are forwarded as ECAM accesses at `ecamBase` to whoever owns that MMIO range. `present` has one
@@ -178,7 +181,7 @@ class Vm {
   std::vector<IoeventfdReg> ioeventfds_;
 
   bool strictIo_ = false, strictMsr_ = true, userMsr_ = false;
-  RangeTable pio_, mmio_;
+  RangeTable pio_, mmio_, mmioOverlay_;
   bool conf1Enabled_ = false;
   uint64_t conf1Ecam_ = 0;
   std::vector<uint8_t> conf1Present_;

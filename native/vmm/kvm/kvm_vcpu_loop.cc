@@ -366,6 +366,14 @@ bool Vm::HandleMmio(Vcpu* v) {
 
 bool Vm::DispatchMmio(Vcpu* v, uint64_t gpa, unsigned len, bool write, uint8_t* data) {
   RangeOwner owner;
+  if (mmioOverlay_.Find(gpa, len, &owner) && owner.native) {
+    v->nativeHandled.fetch_add(1, std::memory_order_relaxed);
+    uint64_t val = 0;
+    if (write) std::memcpy(&val, data, len);
+    owner.native->Access(v->id, gpa, len, write, &val);
+    if (!write) std::memcpy(data, &val, len);
+    return true;
+  }
   if (mmio_.Find(gpa, len, &owner)) {
     if (owner.native) {
       v->nativeHandled.fetch_add(1, std::memory_order_relaxed);

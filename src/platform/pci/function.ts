@@ -272,6 +272,18 @@ export class PciFunction {
     return true;
   }
 
+  /** MSI-X table entry `index` as the guest programmed it, and whether it (or the function) is masked now. */
+  msixEntry(index: number): { addr: bigint; data: number; masked: boolean } | undefined {
+    const m = this.msix;
+    if (!m || index < 0 || index >= m.tableCount) return undefined;
+    const e = index * 4;
+    return {
+      addr: (BigInt(m.table[e + 1]!) << 32n) | BigInt(m.table[e]!),
+      data: m.table[e + 2]!,
+      masked: this.msixFunctionMasked() || (m.table[e + 3]! & PCIM_MSIX_VCTRL_MASK) !== 0,
+    };
+  }
+
   /** Whether vector `index` has a message held while masked. */
   msixPending(index: number): boolean {
     const m = this.msix;
