@@ -123,6 +123,9 @@ export class NvmeController implements PciDeviceModel {
   private vectorFds: Array<EventFd | undefined> = [];
   private vectorGsis: Array<number | undefined> = [];
   private doorbellsAt?: number;
+  /** KVM ioeventfds on the I/O doorbells (shadow doorbells on): their addresses */
+  private doorbellEventfds: number[] = [];
+  private shadowOn = false;
   private closed = false;
   private stopResizeWatch?: () => void;
   /** bumped when the queues are rebuilt so that late events of an old worker are ignored */
@@ -296,7 +299,15 @@ export class NvmeController implements PciDeviceModel {
       const io = new (nativeNvme().IoQueues)(
         this.dataPath.memoryHandle,
         this.backend,
-        { lbaShift: this.lbaShift, mdtsBytes: MDTS_BYTES, dsm: this.dsm, maxQueues: this.options.maxQueues, vectors: this.vectors },
+        {
+          lbaShift: this.lbaShift,
+          mdtsBytes: MDTS_BYTES,
+          dsm: this.dsm,
+          maxQueues: this.options.maxQueues,
+          vectors: this.vectors,
+          ioSlots: this.options.ioSlots,
+          engine: this.options.block?.engine === 'threads' ? 'sync' : 'auto',
+        },
         (kind, arg) => {
           if (gen === this.generation && !this.closed) this.ioEvent(kind, arg);
         },
@@ -313,6 +324,8 @@ export class NvmeController implements PciDeviceModel {
 
   /** CC.EN 1 -> 0 (controller reset, §7.3.2): queues deleted, features and events back to their reset state. */
   private reset(): void {
+    this.shadowOn = false;
+    this.unwireDoorbellEventfds();
     this.io?.reset();
     this.admin = undefined;
     this.csts = 0;
@@ -479,9 +492,15 @@ export class NvmeController implements PciDeviceModel {
       case S.ADM_ABORT:
         // Commands run to completion once fetched; the spec lets the controller decline (DW0 bit 0).
         return { status: S.SC_SUCCESS, dw0: 1 };
-      case S.ADM_DOORBELL_BUFFER_CONFIG:
+      case S.ADM_DOORBELL_BUFFER_CONFIG: {
         if (prp1 === 0n || prp2 === 0n) return { status: S.SC_INVALID_FIELD };
-        return { status: io.setDoorbellBuffer(prp1, prp2) };
+        const status = io.setDoorbellBuffer(prp1, prp2);
+        if (status === S.SC_SUCCESS) {
+          this.shadowOn = true;
+          this.wireDoorbellEventfds();
+        }
+        return { status };
+      }
       case S.ADM_FORMAT_NVM:
         return this.format(cdw10, nsid);
       default:
@@ -818,8 +837,36 @@ export class NvmeController implements PciDeviceModel {
 
   barMapped(bar: number, mapped: boolean, addr: number): void {
     if (bar !== NVME_REG_BAR) return;
+    this.unwireDoorbellEventfds();
     this.detachDoorbells();
-    if (mapped) this.attachDoorbells(addr);
+    if (mapped) {
+      this.attachDoorbells(addr);
+      this.wireDoorbellEventfds(addr);
+    }
+  }
+
+  /**
+   * With shadow doorbells the values live in guest memory, so on KVM the I/O doorbell registers need not exit
+   * to this process at all: an ioeventfd on each wakes the worker, which reads the shadow buffer. (A value
+   * written to such a register is then not checked; the shadow value is, against the queue size.)
+   */
+  private wireDoorbellEventfds(base = this.fn.decodeEnabled(NVME_REG_BAR) ? this.fn.bars[NVME_REG_BAR]!.addr : undefined): void {
+    const kvm = this.dataPath?.kvm;
+    if (!kvm || !this.io || !this.shadowOn || base === undefined || this.doorbellEventfds.length > 0) return;
+    const fd = this.io.wakeFd();
+    for (let q = 1; q <= this.options.maxQueues; q++) {
+      for (const addr of [base + S.DOORBELL_BASE + 8 * q, base + S.DOORBELL_BASE + 8 * q + 4]) {
+        kvm.ioeventfd(fd, { addr, len: 4, pio: false });
+        this.doorbellEventfds.push(addr);
+      }
+    }
+  }
+
+  private unwireDoorbellEventfds(): void {
+    const kvm = this.dataPath?.kvm;
+    if (!kvm || !this.io) return;
+    const fd = this.io.wakeFd();
+    for (const addr of this.doorbellEventfds.splice(0)) kvm.ioeventfd(fd, { addr, len: 4, pio: false, deassign: true });
   }
 
   /** On a VM, I/O doorbell writes are served on the vCPU thread; the admin doorbells stay here. */
@@ -847,6 +894,7 @@ export class NvmeController implements PciDeviceModel {
     this.closed = true;
     this.generation++;
     this.stopResizeWatch?.();
+    this.unwireDoorbellEventfds();
     this.detachDoorbells();
     this.io?.stop();
     const kvm = this.dataPath?.kvm;

@@ -17,6 +17,10 @@ export interface IoQueuesConfig {
   maxQueues: number;
   /** interrupt vectors (MSI-X table size) */
   vectors: number;
+  /** commands in flight on io_uring at most (bhyve's ioslots) */
+  ioSlots?: number;
+  /** 'auto' (default): io_uring where the kernel allows it; 'sync': commands run one at a time on the worker */
+  engine?: 'auto' | 'sync';
 }
 
 export interface IoQueuesStats {
@@ -29,6 +33,10 @@ export interface IoQueuesStats {
   bytesWritten: number;
   readCommands: number;
   writeCommands: number;
+  /** 'io_uring' or 'sync' */
+  engine: 'io_uring' | 'sync';
+  /** why io_uring is not in use, when it was wanted */
+  engineNote?: string;
 }
 
 export interface NativeIoQueues {
@@ -59,6 +67,8 @@ export interface NativeIoQueues {
   setWriteCache(enabled: boolean): void;
   /** Flushes the disk once the command in hand is done; 0 or an errno. */
   flush(): number;
+  /** The eventfd the worker sleeps on (after start): a KVM ioeventfd may signal it once shadow doorbells are on. */
+  wakeFd(): number;
   /** Zeroes (or deallocates) the whole namespace; 0 or an errno. */
   eraseAll(): number;
 }

@@ -22,6 +22,7 @@ struct IoQueues::Cq {
   uint16_t vector = 0;
   bool ien = false;
   unsigned sqRefs = 0;
+  unsigned reserved = 0;  // commands in flight that will post here (room is kept for them)
 };
 
 struct IoQueues::Sq {
@@ -34,6 +35,7 @@ struct IoQueues::Sq {
 
 namespace {
 constexpr unsigned kBurst = 32;  // commands taken from one SQ before the next gets its turn
+constexpr uint64_t kWakeTag = ~0ull;
 uint32_t Dw(const uint8_t* sqe, unsigned i) {
   uint32_t v;
   std::memcpy(&v, sqe + 4 * i, 4);
@@ -48,7 +50,8 @@ void Signal(int fd) {
 }  // namespace
 
 IoQueues::IoQueues(std::shared_ptr<const GuestMemory> mem, std::shared_ptr<block::BlockFile> file, Namespace ns,
-                   unsigned maxQueues, unsigned vectors, std::function<void(IoEvent, uint32_t)> report)
+                   unsigned maxQueues, unsigned vectors, unsigned ioSlots, bool useUring,
+                   std::function<void(IoEvent, uint32_t)> report)
     : mem_(std::move(mem)),
       file_(std::move(file)),
       ns_(ns),
@@ -56,7 +59,9 @@ IoQueues::IoQueues(std::shared_ptr<const GuestMemory> mem, std::shared_ptr<block
       vectors_(std::min(std::max(vectors, 1u), kMaxVectors)),
       report_(std::move(report)),
       vectorFds_(new std::atomic<int>[std::min(std::max(vectors, 1u), kMaxVectors)]),
-      vectorDue_(vectors_, 0) {
+      vectorDue_(vectors_, 0),
+      ioSlots_(std::min(std::max(ioSlots, 1u), 1024u)),
+      useUring_(useUring) {
   for (unsigned i = 0; i <= maxQueues_; i++) {
     cqs_.push_back(std::make_unique<Cq>());
     sqs_.push_back(std::make_unique<Sq>());
@@ -74,7 +79,15 @@ bool IoQueues::Start(std::string* err) {
     return false;
   }
   stopping_ = false;
-  thread_ = std::thread([this] { Run(); });
+  if (useUring_ && !aio_) {
+    aio_ = block::AsyncIo::Create(file_, ioSlots_ + 1, &engineNote_);  // + the wake poll
+    if (aio_) {
+      pend_.assign(ioSlots_, Pending());
+      pendFree_.clear();
+      for (uint32_t i = ioSlots_; i-- > 0;) pendFree_.push_back(i);
+    }
+  }
+  thread_ = std::thread([this] { aio_ ? RunAsync() : Run(); });
   return true;
 }
 
@@ -83,6 +96,7 @@ void IoQueues::Stop() {
   stopping_ = true;
   Signal(wakeFd_);
   thread_.join();
+  aio_.reset();  // nothing is in flight: RunAsync waited for every command before returning
   close(wakeFd_);
   wakeFd_ = -1;
 }
@@ -131,8 +145,21 @@ Status IoQueues::CreateSq(uint16_t qid, uint64_t gpa, uint32_t entries, uint16_t
   return kScSuccess;
 }
 
+void IoQueues::Quiesce(std::unique_lock<std::mutex>& lk) {
+  quiesce_++;
+  Wake();
+  idleCv_.wait(lk, [this] { return inflight_ == 0 || !thread_.joinable(); });
+}
+
+void IoQueues::Resume() {
+  quiesce_--;
+  Wake();  // commands the worker left in the SQs meanwhile
+}
+
 Status IoQueues::DeleteSq(uint16_t qid) {
-  std::lock_guard<std::mutex> lk(mu_);
+  std::unique_lock<std::mutex> lk(mu_);
+  Quiesce(lk);
+  struct Resumer { IoQueues* q; ~Resumer() { q->Resume(); } } resumer{this};
   if (qid == 0 || qid > maxQueues_ || sqs_[qid]->size.load() == 0) return kScInvalidQid;
   Sq& sq = *sqs_[qid];
   sq.size.store(0);
@@ -141,7 +168,9 @@ Status IoQueues::DeleteSq(uint16_t qid) {
 }
 
 Status IoQueues::DeleteCq(uint16_t qid) {
-  std::lock_guard<std::mutex> lk(mu_);
+  std::unique_lock<std::mutex> lk(mu_);
+  Quiesce(lk);
+  struct Resumer { IoQueues* q; ~Resumer() { q->Resume(); } } resumer{this};
   if (qid == 0 || qid > maxQueues_ || cqs_[qid]->size.load() == 0) return kScInvalidQid;
   if (cqs_[qid]->sqRefs != 0) return kScInvalidQueueDeletion;
   cqs_[qid]->size.store(0);
@@ -152,11 +181,14 @@ bool IoQueues::CqExists(uint16_t qid) const { return qid >= 1 && qid <= maxQueue
 bool IoQueues::SqExists(uint16_t qid) const { return qid >= 1 && qid <= maxQueues_ && sqs_[qid]->size.load() != 0; }
 
 void IoQueues::Reset() {
-  std::lock_guard<std::mutex> lk(mu_);
+  std::unique_lock<std::mutex> lk(mu_);
+  Quiesce(lk);
+  struct Resumer { IoQueues* q; ~Resumer() { q->Resume(); } } resumer{this};
   for (auto& q : sqs_) q->size.store(0);
   for (auto& q : cqs_) {
     q->size.store(0);
     q->sqRefs = 0;
+    q->reserved = 0;
   }
   shadow_.store(nullptr);
   eventIdx_.store(nullptr);
@@ -164,7 +196,9 @@ void IoQueues::Reset() {
 }
 
 Status IoQueues::SetDoorbellBuffer(uint64_t shadow, uint64_t eventIdx) {
-  std::lock_guard<std::mutex> lk(mu_);
+  std::unique_lock<std::mutex> lk(mu_);
+  Quiesce(lk);
+  struct Resumer { IoQueues* q; ~Resumer() { q->Resume(); } } resumer{this};
   const uint64_t page = pageSize_.load();
   if ((shadow & (page - 1)) != 0 || (eventIdx & (page - 1)) != 0) return kScInvalidField;
   // One dword pair per queue id, admin included, fits in the first page.
@@ -221,12 +255,16 @@ void IoQueues::Doorbell(uint64_t offset, uint32_t value) {
 }
 
 int IoQueues::Flush() {
-  std::lock_guard<std::mutex> lk(mu_);
+  std::unique_lock<std::mutex> lk(mu_);
+  Quiesce(lk);
+  struct Resumer { IoQueues* q; ~Resumer() { q->Resume(); } } resumer{this};
   return file_->Flush();
 }
 
 int IoQueues::EraseAll() {
-  std::lock_guard<std::mutex> lk(mu_);
+  std::unique_lock<std::mutex> lk(mu_);
+  Quiesce(lk);
+  struct Resumer { IoQueues* q; ~Resumer() { q->Resume(); } } resumer{this};
   if (file_->readOnly()) return EROFS;
   return file_->WriteZeroes(0, file_->size(), file_->canDelete());
 }
@@ -266,6 +304,125 @@ void IoQueues::Run() {
   }
 }
 
+void IoQueues::RunAsync() {
+  block::AsyncIo& io = *aio_;
+  block::Errno e = 0;
+  bool wakeArmed = false;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      uint64_t tag;
+      while (io.Next(&tag, &e)) {
+        if (tag == kWakeTag) {
+          wakeArmed = false;
+          uint64_t v;
+          while (read(wakeFd_, &v, sizeof v) == sizeof v) {
+          }
+        } else {
+          FinishAsync(uint32_t(tag), e);
+        }
+      }
+      const bool stop = stopping_.load();
+      if (stop && inflight_ == 0) {
+        idleCv_.notify_all();
+        break;
+      }
+      // The wake poll is one-shot: re-armed before anything can make this thread sleep (a doorbell between
+      // the read above and this is not lost: the poll sees the counter non-zero).
+      if (!wakeArmed && !stop && io.PollIn(wakeFd_, kWakeTag, &e)) wakeArmed = true;
+      if (!stop && quiesce_ == 0) {
+        bool progress;
+        do {
+          progress = false;
+          for (unsigned q = 1; q <= maxQueues_ && !pendFree_.empty(); q++) {
+            if (sqs_[q]->size.load() && ProcessSq(uint16_t(q))) progress = true;
+          }
+        } while (progress && !pendFree_.empty());
+      }
+      for (uint32_t vec = 0; vec < vectors_; vec++) {
+        if (vectorDue_[vec]) {
+          vectorDue_[vec] = 0;
+          Raise(vec);
+        }
+      }
+      if (inflight_ == 0) idleCv_.notify_all();
+    }
+    io.Submit(true);  // passes on what was started and sleeps until a completion or a doorbell
+  }
+}
+
+bool IoQueues::StartAsync(const uint8_t* sqe, uint16_t sqid, uint16_t cqid, Status* st) {
+  const uint8_t opcode = sqe[0];
+  const uint32_t nsid = Dw(sqe, 1);
+  const uint32_t fuse = (Dw(sqe, 0) >> 8) & 3, psdt = (Dw(sqe, 0) >> 14) & 3;
+  if (fuse != 0 || psdt != 0) return (*st = kScInvalidField), false;
+  const uint32_t slot = pendFree_.back();
+  Pending& p = pend_[slot];
+  p.sqid = sqid;
+  p.cqid = cqid;
+  p.cid = uint16_t(Dw(sqe, 0) >> 16);
+  p.flushing = false;
+  block::Errno e = 0;
+  bool queued;
+  if (opcode == kOpFlush) {
+    if (nsid != 1 && nsid != 0xffffffffu) return (*st = kScInvalidNamespace), false;
+    p.write = false;
+    p.flushAfter = false;
+    p.bytes = 0;
+    p.flushing = true;
+    queued = aio_->Flush(slot, &e);
+    if (!queued) return (*st = e == 0 ? kScSuccess : kScInternalError), false;
+  } else {
+    if (nsid != 1) return (*st = kScInvalidNamespace), false;
+    const bool write = opcode == kOpWrite;
+    uint64_t off = 0;
+    bool fua = false;
+    Status s = PrepareRw(sqe, write, &p.iov, &off, &p.bytes, &fua);
+    if (s != kScSuccess) return (*st = s), false;
+    p.write = write;
+    p.flushAfter = write && (fua || !writeCache_.load(std::memory_order_relaxed));
+    queued = write ? aio_->Writev(p.iov.data(), int(p.iov.size()), off, slot, &e)
+                   : aio_->Readv(p.iov.data(), int(p.iov.size()), off, slot, &e);
+    if (!queued) {
+      if (e == 0 && p.flushAfter) e = file_->Flush();
+      if (e != 0) return (*st = write ? 0x280 : 0x281), false;
+      (write ? stats_.bytesWritten : stats_.bytesRead).fetch_add(p.bytes, std::memory_order_relaxed);
+      (write ? stats_.writeCommands : stats_.readCommands).fetch_add(1, std::memory_order_relaxed);
+      return (*st = kScSuccess), false;
+    }
+  }
+  pendFree_.pop_back();
+  inflight_++;
+  cqs_[cqid]->reserved++;
+  return true;
+}
+
+void IoQueues::FinishAsync(uint32_t slot, block::Errno err) {
+  if (slot >= pend_.size()) return;
+  Pending& p = pend_[slot];
+  if (err == 0 && p.flushAfter && !p.flushing) {
+    // The data is written; it completes once it is on stable storage.
+    p.flushing = true;
+    block::Errno fe = 0;
+    if (aio_->Flush(slot, &fe)) return;
+    err = fe;
+  }
+  Status st = kScSuccess;
+  if (err != 0) st = p.bytes == 0 ? kScInternalError : p.write ? 0x280 /* Write Fault */ : 0x281 /* Unrecovered Read Error */;
+  else if (p.bytes) {
+    (p.write ? stats_.bytesWritten : stats_.bytesRead).fetch_add(p.bytes, std::memory_order_relaxed);
+    (p.write ? stats_.writeCommands : stats_.readCommands).fetch_add(1, std::memory_order_relaxed);
+  }
+  stats_.commands.fetch_add(1, std::memory_order_relaxed);
+  if (st != kScSuccess) stats_.errors.fetch_add(1, std::memory_order_relaxed);
+  Cq& cq = *cqs_[p.cqid];
+  if (cq.reserved) cq.reserved--;
+  // Queues are deleted only when nothing is in flight (Quiesce), so both still exist here.
+  if (cq.size.load()) Post(cq, p.sqid, uint16_t(sqs_[p.sqid]->head), p.cid, st, 0);
+  pendFree_.push_back(slot);
+  inflight_--;
+}
+
 bool IoQueues::ProcessSq(uint16_t qid) {
   Sq& sq = *sqs_[qid];
   Cq& cq = *cqs_[sq.cqid];
@@ -296,16 +453,26 @@ bool IoQueues::ProcessSq(uint16_t qid) {
       const uint32_t h = __atomic_load_n(&sh[2 * sq.cqid + 1], __ATOMIC_ACQUIRE);
       if (h < csize) cq.head.store(h, std::memory_order_release);
     }
-    if ((cq.tail.load() + csize - cq.head.load(std::memory_order_acquire)) % csize >= csize - 1) {
+    if ((cq.tail.load() + csize - cq.head.load(std::memory_order_acquire)) % csize + cq.reserved >= csize - 1) {
       // Full: a CQ head doorbell wakes us (with shadow doorbells, ask for one at the head we know).
       if (ei) __atomic_store_n(&ei[2 * sq.cqid + 1], cq.head.load(), __ATOMIC_SEQ_CST);
       break;
     }
+    if (aio_ && pendFree_.empty()) break;  // every io_uring slot is busy: a completion resumes us
     uint8_t sqe[kSqeBytes];
     std::memcpy(sqe, sq.ring + size_t(sq.head) * kSqeBytes, kSqeBytes);
     sq.head = (sq.head + 1) % size;
     uint32_t dw0 = 0;
-    const Status st = Execute(sqe, &dw0);
+    Status st;
+    const uint8_t op = sqe[0];
+    if (aio_ && (op == kOpRead || op == kOpWrite || op == kOpFlush)) {
+      if (StartAsync(sqe, qid, sq.cqid, &st)) {
+        did = true;
+        continue;
+      }
+    } else {
+      st = Execute(sqe, &dw0);
+    }
     stats_.commands.fetch_add(1, std::memory_order_relaxed);
     if (st != kScSuccess) stats_.errors.fetch_add(1, std::memory_order_relaxed);
     Post(cq, qid, uint16_t(sq.head), uint16_t(Dw(sqe, 0) >> 16), st, dw0);
@@ -374,20 +541,31 @@ bool LbaRange(const uint8_t* sqe, uint32_t shift, uint64_t nsze, uint64_t* slba,
 }
 }  // namespace
 
-Status IoQueues::ReadWrite(const uint8_t* sqe, bool write) {
+Status IoQueues::PrepareRw(const uint8_t* sqe, bool write, std::vector<struct iovec>* iov, uint64_t* off,
+                           uint64_t* bytes, bool* fua) {
   const uint32_t shift = ns_.lbaShift;
   uint64_t slba, nlb;
   if (!LbaRange(sqe, shift, file_->size() >> shift, &slba, &nlb)) return kScLbaOutOfRange;
-  const uint64_t bytes = nlb << shift;
-  if (bytes > ns_.mdtsBytes) return kScInvalidField;
+  *bytes = nlb << shift;
+  if (*bytes > ns_.mdtsBytes) return kScInvalidField;
   if (write && file_->readOnly()) return kScNamespaceWriteProtected;
-  std::vector<struct iovec> iov;
-  Status st = PrpToIovecs(*mem_, Qw(sqe, 6), Qw(sqe, 8), bytes, pageSize_.load(), !write, &iov);
+  iov->clear();
+  Status st = PrpToIovecs(*mem_, Qw(sqe, 6), Qw(sqe, 8), *bytes, pageSize_.load(), !write, iov);
   if (st != kScSuccess) return st;
-  const uint64_t off = slba << shift;
+  *off = slba << shift;
+  *fua = (Dw(sqe, 12) & (1u << 30)) != 0;
+  return kScSuccess;
+}
+
+Status IoQueues::ReadWrite(const uint8_t* sqe, bool write) {
+  std::vector<struct iovec> iov;
+  uint64_t off = 0, bytes = 0;
+  bool fua = false;
+  Status st = PrepareRw(sqe, write, &iov, &off, &bytes, &fua);
+  if (st != kScSuccess) return st;
   block::Errno e = write ? file_->Writev(iov.data(), int(iov.size()), off) : file_->Readv(iov.data(), int(iov.size()), off);
   // FUA, or no volatile cache to leave the data in
-  if (e == 0 && write && ((Dw(sqe, 12) & (1u << 30)) != 0 || !writeCache_.load(std::memory_order_relaxed))) e = file_->Flush();
+  if (e == 0 && write && (fua || !writeCache_.load(std::memory_order_relaxed))) e = file_->Flush();
   if (e != 0) return write ? 0x280 /* Write Fault */ : 0x281 /* Unrecovered Read Error */;
   (write ? stats_.bytesWritten : stats_.bytesRead).fetch_add(bytes, std::memory_order_relaxed);
   (write ? stats_.writeCommands : stats_.readCommands).fetch_add(1, std::memory_order_relaxed);

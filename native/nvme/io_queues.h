@@ -8,7 +8,12 @@
 //
 // Threads: control calls come from the JS thread; Doorbell() from vCPU threads (KVM MMIO exits) or the JS
 // thread; the worker runs commands. Doorbell() takes no lock: it stores the value and wakes the worker.
+//
+// Reads, writes and flushes go through io_uring (block/async_io.h) with up to `ioSlots` commands in flight;
+// where the kernel refuses io_uring, and for Compare, Write Zeroes and Dataset Management, commands run
+// synchronously on the worker. Control calls that change queues first wait until nothing is in flight.
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -17,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "block/async_io.h"
 #include "block/block_file.h"
 #include "guestmem/guest_memory.h"
 #include "nvme/nvme_spec.h"
@@ -56,7 +62,11 @@ class IoQueues {
   static constexpr unsigned kMaxVectors = 2048;
 
   IoQueues(std::shared_ptr<const GuestMemory> mem, std::shared_ptr<block::BlockFile> file, Namespace ns,
-           unsigned maxQueues, unsigned vectors, std::function<void(IoEvent, uint32_t)> report);
+           unsigned maxQueues, unsigned vectors, unsigned ioSlots, bool useUring,
+           std::function<void(IoEvent, uint32_t)> report);
+  // "io_uring" or "sync" once started; why io_uring is not used, if it was wanted.
+  const char* engine() const { return aio_ ? "io_uring" : "sync"; }
+  const std::string& engineNote() const { return engineNote_; }
   ~IoQueues();
 
   bool Start(std::string* err);
@@ -92,11 +102,33 @@ class IoQueues {
   bool AnyPending() const;
 
   const IoQueuesStats& stats() const { return stats_; }
+  // The eventfd the worker sleeps on (-1 before Start): with shadow doorbells a KVM ioeventfd on the
+  // doorbell registers can signal it directly, the values being in the shadow buffer.
+  int wakeFd() const { return wakeFd_; }
 
  private:
   struct Cq;
   struct Sq;
+  // A command in flight on io_uring: where its completion goes and what is left to do.
+  struct Pending {
+    uint16_t sqid = 0, cqid = 0, cid = 0;
+    bool write = false;
+    bool flushAfter = false;  // FUA, or the write cache is off: a flush follows before completion
+    bool flushing = false;
+    uint64_t bytes = 0;
+    std::vector<struct iovec> iov;
+  };
   void Run();
+  void RunAsync();
+  // Waits (with mu_ held through `lk`) until no command is in flight; the worker starts none meanwhile.
+  void Quiesce(std::unique_lock<std::mutex>& lk);
+  void Resume();
+  // Read/Write checks and PRP walk; on success fills the transfer.
+  Status PrepareRw(const uint8_t* sqe, bool write, std::vector<struct iovec>* iov, uint64_t* off, uint64_t* bytes,
+                   bool* fua);
+  // Starts an I/O command on io_uring; false when it completed at once (*st holds its status).
+  bool StartAsync(const uint8_t* sqe, uint16_t sqid, uint16_t cqid, Status* st);
+  void FinishAsync(uint32_t slot, block::Errno err);
   bool ProcessSq(uint16_t qid);
   Status Execute(const uint8_t* sqe, uint32_t* dw0);
   Status ReadWrite(const uint8_t* sqe, bool write);
@@ -132,6 +164,16 @@ class IoQueues {
   std::atomic<bool> stopping_{false};
   IoQueuesStats stats_;
   std::vector<uint8_t> scratch_;  // Compare's and DSM's buffers
+
+  const unsigned ioSlots_;
+  const bool useUring_;
+  std::unique_ptr<block::AsyncIo> aio_;
+  std::string engineNote_;
+  std::vector<Pending> pend_;
+  std::vector<uint32_t> pendFree_;
+  unsigned inflight_ = 0;  // guarded by mu_
+  unsigned quiesce_ = 0;   // control calls waiting for inflight_ == 0 (guarded by mu_)
+  std::condition_variable idleCv_;
 };
 
 }  // namespace nvme

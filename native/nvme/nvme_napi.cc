@@ -86,9 +86,10 @@ class IoQueuesWrap : public Napi::ObjectWrap<IoQueuesWrap> {
       InstanceMethod("setWriteCache", &IoQueuesWrap::SetWriteCache),
       InstanceMethod("flush", &IoQueuesWrap::Flush),
       InstanceMethod("eraseAll", &IoQueuesWrap::EraseAll),
+      InstanceMethod("wakeFd", &IoQueuesWrap::WakeFd),
     });
   }
-  // new IoQueues(memory: GuestRam | NativeVm, backend, {lbaShift, mdtsBytes, dsm, maxQueues, vectors}, onEvent(kind, arg))
+  // new IoQueues(memory: GuestRam | NativeVm, backend, {lbaShift, mdtsBytes, dsm, maxQueues, vectors, ioSlots, engine}, onEvent(kind, arg))
   explicit IoQueuesWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<IoQueuesWrap>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 4 || !info[2].IsObject() || !info[3].IsFunction())
@@ -133,7 +134,12 @@ class IoQueuesWrap : public Napi::ObjectWrap<IoQueuesWrap> {
           }) != napi_ok)
         delete p;
     };
-    q_ = std::make_shared<IoQueues>(std::move(mem), std::move(file), ns, unsigned(maxq), unsigned(vectors), report);
+    const double ioSlots = num("ioSlots", 8);
+    if (!(ioSlots >= 1 && ioSlots <= 1024)) { ThrowType(env, "IoQueues: ioSlots must be 1..1024"); return; }
+    Napi::Value eng = o.Get("engine");
+    const bool uring = !(eng.IsString() && eng.As<Napi::String>().Utf8Value() == "sync");
+    q_ = std::make_shared<IoQueues>(std::move(mem), std::move(file), ns, unsigned(maxq), unsigned(vectors),
+                                    unsigned(ioSlots), uring, report);
   }
   ~IoQueuesWrap() { Halt(); }
 
@@ -277,6 +283,10 @@ class IoQueuesWrap : public Napi::ObjectWrap<IoQueuesWrap> {
     if (vmm::Vm* vm = UnwrapVm(info[0])) vm->mmioOverlay().Remove(gpa);
     return info.Env().Undefined();
   }
+  Napi::Value WakeFd(const Napi::CallbackInfo& info) {
+    if (!Live(info.Env())) return {};
+    return Napi::Number::New(info.Env(), q_->wakeFd());
+  }
   Napi::Value SetWriteCache(const Napi::CallbackInfo& info) {
     if (Live(info.Env())) q_->SetWriteCache(info.Length() > 0 && info[0].ToBoolean().Value());
     return info.Env().Undefined();
@@ -300,6 +310,8 @@ class IoQueuesWrap : public Napi::ObjectWrap<IoQueuesWrap> {
     o.Set("interrupts", Napi::Number::New(env, double(s.interrupts.load())));
     o.Set("doorbells", Napi::Number::New(env, double(s.doorbells.load())));
     o.Set("shadowReads", Napi::Number::New(env, double(s.shadowReads.load())));
+    o.Set("engine", Napi::String::New(env, q_->engine()));
+    if (!q_->engineNote().empty()) o.Set("engineNote", Napi::String::New(env, q_->engineNote()));
     o.Set("bytesRead", Napi::Number::New(env, double(s.bytesRead.load())));
     o.Set("bytesWritten", Napi::Number::New(env, double(s.bytesWritten.load())));
     o.Set("readCommands", Napi::Number::New(env, double(s.readCommands.load())));

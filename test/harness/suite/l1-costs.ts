@@ -4,6 +4,7 @@
 export const l1Costs: Record<string, number> = {
   'test/firmware/virtio-blk-durability.test.ts': 187,
   'test/firmware/virtio-blk.test.ts': 148,
+  'test/firmware/nvme.test.ts': 144,
   'test/guest/linux.test.ts': 150,
   'test/firmware/tsbhyve.test.ts': 136,
   'test/devices/virtio-blk/cli.test.ts': 112,

@@ -3,12 +3,13 @@
 #include "../lib/print.h"
 #include "../lib/string.h"
 
-extern const struct bench bench_pio, bench_mmio, bench_virtio_blk;
+extern const struct bench bench_pio, bench_mmio, bench_virtio_blk, bench_nvme;
 
 const struct bench *const benches[] = {
 	&bench_pio,
 	&bench_mmio,
 	&bench_virtio_blk,
+	&bench_nvme,
 	0,
 };
 

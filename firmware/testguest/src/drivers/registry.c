@@ -4,6 +4,7 @@
  */
 #include "driver.h"
 #include "edu.h"
+#include "nvme.h"
 #include "virtio_blk.h"
 #include "virtio_rng.h"
 
@@ -11,5 +12,6 @@ const struct pci_driver *const pci_drivers[] = {
 	&edu_driver,
 	&virtio_rng_driver,
 	&virtio_blk_driver,
+	&nvme_driver,
 	0,
 };

@@ -1,0 +1,91 @@
+// The test guest's NVMe workloads (bench=nvme,<workload>) on tsbhyve and on QEMU+KVM's nvme device, same ELF, same
+// disk file, same run, rounds interleaved. Contenders:
+//   tsbhyve          -s 4,nvme,FILE              (bhyve's default: the host page cache)
+//   tsbhyve-nocache  -s 4,nvme,FILE,nocache      (O_DIRECT, as QEMU below)
+//   qemu             -device nvme, cache=none, aio=native
+//   qemu-writeback   the same with cache=writeback, aio=threads (the page cache, like tsbhyve's default)
+//   tsbhyve-vblk     -s 3,virtio-blk,FILE with bench=virtio-blk (the notify workload for doorbell): nvme must be
+//                    the fastest disk tsbhyve has
+// Workloads: randread4k and randwrite4k (QD32), seqread128k (QD4), doorbell (one 4 KiB read at a time) without and
+// with shadow doorbells (dbbuf=1). Completions are polled by the guest, so the figures are the device paths'.
+// Prints medians and the ratios tsbhyve / QEMU (> 1: tsbhyve is faster; target >= 1.2).
+// Usage: node --import tsx bench/testguest/nvme.ts [rounds=3] [ms=1000] [fileMiB=64]
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { directIoDir } from '../../firmware/testguest/disk.js';
+import { report, type Series } from '../report.js';
+import { benchOnce, median, ratio, type Contender } from './common.js';
+
+const rounds = Number(process.argv[2] ?? 3);
+const ms = Number(process.argv[3] ?? 1000);
+const fileMiB = Number(process.argv[4] ?? 64);
+/** name -> the bench= spec after `device,` */
+const WORKLOADS: Array<{ name: string; nvme: string; vblk: string }> = [
+  { name: 'randread4k', nvme: 'randread4k', vblk: 'randread4k' },
+  { name: 'randwrite4k', nvme: 'randwrite4k', vblk: 'randwrite4k' },
+  { name: 'seqread128k', nvme: 'seqread128k', vblk: 'seqread128k' },
+  { name: 'doorbell', nvme: 'doorbell,dbbuf=0', vblk: 'notify' },
+  { name: 'doorbell-shadow', nvme: 'doorbell,dbbuf=1', vblk: 'notify' },
+];
+
+const dir = directIoDir('testguest-bench-nvme-');
+const disk = join(dir, 'disk.img');
+const fd = openSync(disk, 'w');
+for (let i = 0; i < fileMiB; i++) writeSync(fd, randomBytes(1 << 20));
+closeSync(fd);
+
+const qemuNvme = (cache: 'none' | 'writeback'): string[] => [
+  '-drive', `file=${disk},if=none,id=n0,format=raw,${cache === 'none' ? 'cache=none,aio=native' : 'cache=writeback,aio=threads'},discard=unmap`,
+  '-device', 'nvme,drive=n0,serial=BENCH',
+];
+const contenders: Array<Contender & { device: 'nvme' | 'virtio-blk' }> = [
+  { name: 'tsbhyve', vmm: 'tsbhyve', device: 'nvme', args: ['-s', `4,nvme,${disk}`] },
+  { name: 'tsbhyve-nocache', vmm: 'tsbhyve', device: 'nvme', args: ['-s', `4,nvme,${disk},nocache`] },
+  { name: 'qemu', vmm: 'qemu', device: 'nvme', args: qemuNvme('none') },
+  { name: 'qemu-writeback', vmm: 'qemu', device: 'nvme', args: qemuNvme('writeback') },
+  { name: 'tsbhyve-vblk', vmm: 'tsbhyve', device: 'virtio-blk', args: ['-s', `3,virtio-blk,${disk}`] },
+];
+
+type Sample = { iops: number; mbps: number; ns: number; doorbell?: number };
+const samples = new Map<string, Sample[]>();
+try {
+  for (let round = 0; round < rounds; round++) {
+    for (const w of WORKLOADS) {
+      const order = round % 2 ? [...contenders].reverse() : contenders;
+      for (const c of order) {
+        const spec = c.device === 'nvme' ? `bench=nvme,${w.nvme},ms=${ms}` : `bench=virtio-blk,${w.vblk},ms=${ms}`;
+        const b = await benchOnce(c, spec);
+        const key = `${w.name}/${c.name}`;
+        if (!samples.has(key)) samples.set(key, []);
+        samples.get(key)!.push({ iops: b.numbers.iops!, mbps: b.numbers.mbps!, ns: b.numbers.ns_per_op!, doorbell: b.numbers.doorbell_ns });
+        process.stderr.write(`round ${round} ${w.name} ${c.name}: ${b.numbers.iops} IOPS, ${b.numbers.ns_per_op} ns/op\n`);
+      }
+    }
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+const med = (w: string, c: string, f: (s: Sample) => number): number => median(samples.get(`${w}/${c}`)!.map(f));
+const PAIRS: Array<[string, string]> = [
+  ['tsbhyve', 'qemu-writeback'],
+  ['tsbhyve-nocache', 'qemu'],
+  ['tsbhyve', 'tsbhyve-vblk'],
+];
+const series: Series[] = [];
+console.log(`\nnvme from the test guest: medians of ${rounds} rounds of ${ms} ms, ${fileMiB} MiB file`);
+console.log(`${'workload'.padEnd(16)}${contenders.map((c) => `${c.name} IOPS`.padStart(21)).join('')}${PAIRS.map(([a, b]) => `${a}/${b}`.padStart(28)).join('')}`);
+for (const w of WORKLOADS) {
+  const iops = contenders.map((c) => med(w.name, c.name, (s) => s.iops));
+  const cells = PAIRS.map(([a, b]) => ratio(med(w.name, a, (s) => s.iops), med(w.name, b, (s) => s.iops)).padStart(28));
+  console.log(`${w.name.padEnd(16)}${iops.map((v) => v.toFixed(0).padStart(21)).join('')}${cells.join('')}`);
+  series.push({ metric: `${w.name} IOPS`, unit: 'IOPS', values: Object.fromEntries(contenders.map((c, i) => [c.name, iops[i]!])) });
+  series.push({ metric: `${w.name} ns/op`, unit: 'ns', values: Object.fromEntries(contenders.map((c) => [c.name, med(w.name, c.name, (s) => s.ns)])) });
+}
+series.push({
+  metric: 'bare doorbell',
+  unit: 'ns',
+  values: Object.fromEntries(contenders.map((c) => [c.name, med('doorbell', c.name, (s) => s.doorbell ?? 0)])),
+});
+report('testguest-nvme', 'nvme under the test guest: tsbhyve vs QEMU+KVM', series);
