@@ -145,6 +145,13 @@ Status IoQueues::CreateSq(uint16_t qid, uint64_t gpa, uint32_t entries, uint16_t
   return kScSuccess;
 }
 
+// Holds the worker idle (nothing in flight, nothing fetched) for the rest of a control call.
+struct IoQueues::QuiesceGuard {
+  QuiesceGuard(IoQueues* q, std::unique_lock<std::mutex>& lk) : q_(q) { q_->Quiesce(lk); }
+  ~QuiesceGuard() { q_->Resume(); }
+  IoQueues* q_;
+};
+
 void IoQueues::Quiesce(std::unique_lock<std::mutex>& lk) {
   quiesce_++;
   Wake();
@@ -158,8 +165,7 @@ void IoQueues::Resume() {
 
 Status IoQueues::DeleteSq(uint16_t qid) {
   std::unique_lock<std::mutex> lk(mu_);
-  Quiesce(lk);
-  struct Resumer { IoQueues* q; ~Resumer() { q->Resume(); } } resumer{this};
+  QuiesceGuard quiet(this, lk);
   if (qid == 0 || qid > maxQueues_ || sqs_[qid]->size.load() == 0) return kScInvalidQid;
   Sq& sq = *sqs_[qid];
   sq.size.store(0);
@@ -169,8 +175,7 @@ Status IoQueues::DeleteSq(uint16_t qid) {
 
 Status IoQueues::DeleteCq(uint16_t qid) {
   std::unique_lock<std::mutex> lk(mu_);
-  Quiesce(lk);
-  struct Resumer { IoQueues* q; ~Resumer() { q->Resume(); } } resumer{this};
+  QuiesceGuard quiet(this, lk);
   if (qid == 0 || qid > maxQueues_ || cqs_[qid]->size.load() == 0) return kScInvalidQid;
   if (cqs_[qid]->sqRefs != 0) return kScInvalidQueueDeletion;
   cqs_[qid]->size.store(0);
@@ -182,8 +187,7 @@ bool IoQueues::SqExists(uint16_t qid) const { return qid >= 1 && qid <= maxQueue
 
 void IoQueues::Reset() {
   std::unique_lock<std::mutex> lk(mu_);
-  Quiesce(lk);
-  struct Resumer { IoQueues* q; ~Resumer() { q->Resume(); } } resumer{this};
+  QuiesceGuard quiet(this, lk);
   for (auto& q : sqs_) q->size.store(0);
   for (auto& q : cqs_) {
     q->size.store(0);
@@ -197,8 +201,7 @@ void IoQueues::Reset() {
 
 Status IoQueues::SetDoorbellBuffer(uint64_t shadow, uint64_t eventIdx) {
   std::unique_lock<std::mutex> lk(mu_);
-  Quiesce(lk);
-  struct Resumer { IoQueues* q; ~Resumer() { q->Resume(); } } resumer{this};
+  QuiesceGuard quiet(this, lk);
   const uint64_t page = pageSize_.load();
   if ((shadow & (page - 1)) != 0 || (eventIdx & (page - 1)) != 0) return kScInvalidField;
   // One dword pair per queue id, admin included, fits in the first page.
@@ -256,15 +259,13 @@ void IoQueues::Doorbell(uint64_t offset, uint32_t value) {
 
 int IoQueues::Flush() {
   std::unique_lock<std::mutex> lk(mu_);
-  Quiesce(lk);
-  struct Resumer { IoQueues* q; ~Resumer() { q->Resume(); } } resumer{this};
+  QuiesceGuard quiet(this, lk);
   return file_->Flush();
 }
 
 int IoQueues::EraseAll() {
   std::unique_lock<std::mutex> lk(mu_);
-  Quiesce(lk);
-  struct Resumer { IoQueues* q; ~Resumer() { q->Resume(); } } resumer{this};
+  QuiesceGuard quiet(this, lk);
   if (file_->readOnly()) return EROFS;
   return file_->WriteZeroes(0, file_->size(), file_->canDelete());
 }

@@ -122,6 +122,7 @@ class IoQueues {
   void RunAsync();
   // Waits (with mu_ held through `lk`) until no command is in flight; the worker starts none meanwhile.
   void Quiesce(std::unique_lock<std::mutex>& lk);
+  struct QuiesceGuard;
   void Resume();
   // Read/Write checks and PRP walk; on success fills the transfer.
   Status PrepareRw(const uint8_t* sqe, bool write, std::vector<struct iovec>* iov, uint64_t* off, uint64_t* bytes,
