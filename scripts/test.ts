@@ -90,41 +90,72 @@ function runOnHost(list: string[], stream: TapStream): Promise<void> {
 
 /**
  * One L1 boot runs the batch's files one tape process each (a crash stays in its file, and each file's TAP goes
- * to its own stream), between markers that say which file is running and how it ended.
+ * to its own stream), between markers that say which file is running and how it ended. A file's lines are held
+ * until it ends, so that a file L1 froze under (the TCG SVM freeze of docs/vmm.md, which the L1 heartbeat detects)
+ * can run once more in a fresh L1 without counting twice; any other way an L1 dies fails the file it was running,
+ * and the files after it go on in a fresh L1.
  */
 async function runInNestedL1(batch: string[], streams: TapStream[]): Promise<void> {
   const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-  const command = batch
-    .map((f, i) => `echo 'TSBHYVE-TEST-FILE start ${i}'; node --import tsx ${q(tape)} ${q(f)} 2>&1; echo "TSBHYVE-TEST-FILE end ${i} status=$?"`)
-    .join('\n');
-  let current: number | undefined;
-  const startedMs = new Map<number, number>();
-  try {
-    await runInL1(command, {
-      // Generous: the whole nested suite takes a fraction of this; a hung L1 must still end.
-      timeoutMs: 60 * 60_000,
-      cwd: root,
-      onLine: (line) => {
-        let m: RegExpExecArray | null;
-        if ((m = fileStart.exec(line.text))) {
-          current = Number(m[1]);
-          startedMs.set(current, line.ms);
-        } else if ((m = fileEnd.exec(line.text))) {
-          const i = Number(m[1]);
-          streams[i]!.line(`# ${batch[i]} took ${((line.ms - (startedMs.get(i) ?? line.ms)) / 1000).toFixed(1)} s in L1`);
-          streams[i]!.end(Number(m[2]));
-          current = undefined;
-        } else if (current !== undefined) streams[current]!.line(line.text);
-      },
-    });
-  } catch (e) {
-    const detail = e instanceof L1Error ? e.console.split('\n').slice(-40).join('\n') : String(e);
-    const why = e instanceof Error ? e.message : String(e);
-    for (const s of streams) {
-      if (s.isEnded) continue;
-      s.fail(`the nested-KVM L1 stopped: ${why}`, detail);
-      s.end(null, why);
+  const silenceS = Number(process.env.TSBHYVE_L1_SILENCE_S) || 120;
+  const retried = new Set<number>();
+  let todo = batch.map((_, i) => i);
+  for (let boot = 0; todo.length > 0 && boot < batch.length + 2; boot++) {
+    // A file that hangs is stopped at a generous multiple of what it costs, so the files after it still run.
+    const command = todo
+      .map((i) => {
+        const limit = Math.max(600, 4 * (l1Costs[batch[i]!] ?? 30));
+        return (
+          `echo 'TSBHYVE-TEST-FILE start ${i}'; timeout -k 10 ${limit} node --import tsx ${q(tape)} ${q(batch[i]!)} 2>&1; ` +
+          `s=$?; [ $s = 124 ] && echo '# stopped: it ran past its ${limit} s in L1'; echo "TSBHYVE-TEST-FILE end ${i} status=$s"`
+        );
+      })
+      .join('\n');
+    let current: number | undefined;
+    let held: string[] = [];
+    let startedMs = 0;
+    try {
+      await runInL1(command, {
+        // The per-file limits above, plus L1's boot; a frozen L1 ends much sooner, through its heartbeat.
+        timeoutMs: todo.reduce((ms, i) => ms + (Math.max(600, 4 * (l1Costs[batch[i]!] ?? 30)) + 30) * 1000, 120_000),
+        frozenAfterMs: silenceS * 1000,
+        cwd: root,
+        onLine: (line) => {
+          let m: RegExpExecArray | null;
+          if ((m = fileStart.exec(line.text))) {
+            current = Number(m[1]);
+            held = [];
+            startedMs = line.ms;
+          } else if ((m = fileEnd.exec(line.text))) {
+            const i = Number(m[1]);
+            for (const l of held) streams[i]!.line(l);
+            streams[i]!.line(`# ${batch[i]} took ${((line.ms - startedMs) / 1000).toFixed(1)} s in L1`);
+            streams[i]!.end(Number(m[2]));
+            current = undefined;
+          } else if (current !== undefined) held.push(line.text);
+        },
+      });
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      const frozen = e instanceof L1Error && e.failure === 'frozen';
+      if (current !== undefined) {
+        const s = streams[current]!;
+        if (frozen && !retried.has(current)) {
+          retried.add(current);
+          s.line(`# ${why} after ${held.length} lines of ${batch[current]}; running it again in a fresh L1`);
+        } else {
+          for (const l of held) s.line(l);
+          const detail = e instanceof L1Error ? e.console.split('\n').slice(-40).join('\n') : String(e);
+          s.fail(`the nested-KVM L1 stopped: ${why}`, detail);
+          s.end(null, why);
+        }
+      } else if (!(e instanceof L1Error) || e.failure === 'setup' || e.failure === 'not-ready') {
+        // L1 cannot start: the same would happen again, so every file left fails with the reason.
+        for (const i of todo) streams[i]!.fail(`the nested-KVM L1 stopped: ${why}`, e instanceof L1Error ? e.console.split('\n').slice(-40).join('\n') : undefined);
+        for (const i of todo) streams[i]!.end(null, why);
+      }
     }
+    todo = todo.filter((i) => !streams[i]!.isEnded);
   }
   // A file the L1 never reached (its command ended early) is a failure, not a pass.
   for (const s of streams) if (!s.isEnded) s.end(null, 'the L1 never ran it');

@@ -3,7 +3,7 @@
 // cannot). The host's /usr and the project directory are shared over virtio-9p, so the command sees
 // the host's programs and the project's files at the same paths, and runs with /dev/kvm present.
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, realpathSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, realpathSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { cacheRoot, projectRoot } from '../../../firmware/linux/paths.js';
 import { LineSplitter, type ConsoleLine } from './console.js';
@@ -33,6 +33,11 @@ export interface L1Options {
   signal?: AbortSignal;
   /** Called with each console line of L1 outside the command (boot, markers, warnings). */
   onConsole?: (line: ConsoleLine) => void;
+  /**
+   * L1 counts as frozen, and is killed, when its heartbeat (a line every 5 s on its second serial port) has been
+   * silent this long (default 120 s; 0 never). A busy L1 still beats; a frozen one (docs/vmm.md) gets no CPU at all.
+   */
+  frozenAfterMs?: number;
 }
 
 export interface L1Result {
@@ -47,12 +52,16 @@ export interface L1Result {
   totalMs: number;
 }
 
+/** Why an L1 run failed: it never got ready, stopped early, ran past its time limit, froze, or was stopped. */
+export type L1Failure = 'setup' | 'not-ready' | 'stopped' | 'timeout' | 'frozen' | 'aborted';
+
 export class L1Error extends Error {
   override name = 'L1Error';
   constructor(
     message: string,
     /** Everything L1 printed, for diagnosis. */
     readonly console: string,
+    readonly failure: L1Failure = 'stopped',
   ) {
     super(message);
   }
@@ -91,7 +100,7 @@ export function linkedOutsideProject(): string[] {
 
 /** The QEMU command line for an L1 machine that runs `script` (a path inside the project). `kernel` may be a
  * bzImage or a vmlinux ELF with a PVH note (quicker under TCG: nothing to decompress). */
-export function l1QemuArgs(kernel: string, initrd: string, script: string, memMiB: number, cpus: number, scratch?: string): string[] {
+export function l1QemuArgs(kernel: string, initrd: string, script: string, memMiB: number, cpus: number, scratch?: string, heartbeat?: string): string[] {
   const extra = linkedOutsideProject();
   const mounts = extra.map((p, i) => ` tsbhyve.mount=extra${i}:${p}`).join('');
   return [
@@ -102,7 +111,8 @@ export function l1QemuArgs(kernel: string, initrd: string, script: string, memMi
     // the crypto self-tests, one of the slowest parts of a kernel boot under emulation.
     '-append', `console=ttyS0 quiet panic=-1 mitigations=off cryptomgr.notests tsbhyve.project=${projectRoot} tsbhyve.run=${script}${mounts}`,
     // The serial port on stdio without -nographic's monitor multiplexer, so every byte (Ctrl-A too) reaches L1.
-    '-display', 'none', '-serial', 'stdio', '-no-reboot', '-vga', 'none', '-nic', 'none',
+    // The second port (ttyS1) carries the init's heartbeat into a file, when one is asked for.
+    '-display', 'none', '-serial', 'stdio', ...(heartbeat ? ['-serial', `file:${heartbeat}`] : []), '-no-reboot', '-vga', 'none', '-nic', 'none',
     '-virtfs', 'local,path=/usr,mount_tag=usr,security_model=none,readonly=on',
     '-virtfs', `local,path=${projectRoot},mount_tag=project,security_model=none`,
     ...extra.flatMap((p, i) => ['-virtfs', `local,path=${p},mount_tag=extra${i},security_model=none`]),
@@ -114,7 +124,7 @@ export function l1QemuArgs(kernel: string, initrd: string, script: string, memMi
 
 /** Boots L1, runs `command` there with bash, and resolves with its status and output. */
 export async function runInL1(command: string, opts: L1Options = {}): Promise<L1Result> {
-  if (/\s/.test(projectRoot)) throw new L1Error(`the project path must not contain spaces: ${projectRoot}`, '');
+  if (/\s/.test(projectRoot)) throw new L1Error(`the project path must not contain spaces: ${projectRoot}`, '', 'setup');
   const image = l1Image();
   const runs = join(cacheRoot, 'nested', 'runs');
   mkdirSync(runs, { recursive: true });
@@ -128,7 +138,9 @@ export async function runInL1(command: string, opts: L1Options = {}): Promise<L1
   if (scratch) truncateSync(openAndClose(scratch), scratchMiB * 1024 * 1024);
 
   const timeoutMs = opts.timeoutMs ?? 600_000;
-  const args = l1QemuArgs(image.vmlinux ?? image.kernel, image.initrd, script, opts.memMiB ?? 4096, opts.cpus ?? 1, scratch);
+  const frozenAfterMs = opts.frozenAfterMs ?? 120_000;
+  const heartbeat = frozenAfterMs > 0 ? openAndClose(join(runDir, 'heartbeat')) : undefined;
+  const args = l1QemuArgs(image.vmlinux ?? image.kernel, image.initrd, script, opts.memMiB ?? 4096, opts.cpus ?? 1, scratch, heartbeat);
   const startedAt = performance.now();
   const child = spawn('qemu-system-x86_64', args, { stdio: [opts.interactive ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
   const passThrough = opts.interactive ? new RawPassThrough(opts.interactive.output) : undefined;
@@ -178,6 +190,23 @@ export async function runInL1(command: string, opts: L1Options = {}): Promise<L1
     timedOut = true;
     child.kill('SIGKILL');
   }, timeoutMs);
+  // The heartbeat file grows every few seconds while L1 runs; the clock starts at QEMU's start, so a boot counts.
+  let frozen = false;
+  let beats = 0;
+  let lastBeatMs = performance.now();
+  const watchdog = heartbeat
+    ? setInterval(() => {
+        const size = statSync(heartbeat, { throwIfNoEntry: false })?.size ?? 0;
+        const now = performance.now();
+        if (size !== beats) {
+          beats = size;
+          lastBeatMs = now;
+        } else if (now - lastBeatMs > frozenAfterMs && status === undefined) {
+          frozen = true;
+          child.kill('SIGKILL');
+        }
+      }, Math.min(5_000, frozenAfterMs / 4))
+    : undefined;
   const abort = () => child.kill('SIGKILL');
   opts.signal?.addEventListener('abort', abort);
   try {
@@ -188,13 +217,15 @@ export async function runInL1(command: string, opts: L1Options = {}): Promise<L1
     splitter.end();
     const totalMs = performance.now() - startedAt;
     const log = consoleText.join('\n') + (stderr ? `\n[qemu stderr]\n${stderr}` : '');
-    if (opts.signal?.aborted) throw new L1Error('L1 was stopped on request', log);
-    if (timedOut) throw new L1Error(`L1 timed out after ${timeoutMs} ms`, log);
-    if (readyMs === undefined) throw new L1Error(`L1 never became ready (qemu exit ${code ?? signal})`, log);
-    if (status === undefined) throw new L1Error(`L1 stopped before the command finished (qemu exit ${code ?? signal})`, log);
+    if (opts.signal?.aborted) throw new L1Error('L1 was stopped on request', log, 'aborted');
+    if (timedOut) throw new L1Error(`L1 timed out after ${timeoutMs} ms`, log, 'timeout');
+    if (frozen) throw new L1Error(`L1 froze: no heartbeat for ${Math.round(frozenAfterMs / 1000)} s, so it was killed`, log, 'frozen');
+    if (readyMs === undefined) throw new L1Error(`L1 never became ready (qemu exit ${code ?? signal})`, log, 'not-ready');
+    if (status === undefined) throw new L1Error(`L1 stopped before the command finished (qemu exit ${code ?? signal})`, log, 'stopped');
     return { status, output: lines.map((l) => l.text).join('\n'), lines, readyMs, totalMs };
   } finally {
     clearTimeout(timer);
+    clearInterval(watchdog);
     opts.signal?.removeEventListener('abort', abort);
     rmSync(runDir, { recursive: true, force: true });
   }
