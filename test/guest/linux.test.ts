@@ -10,27 +10,12 @@
 import test from 'tape';
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { runLinuxGuests, type GuestBoot } from '../harness/nested/linux-guests.js';
+import { runLinuxGuests } from '../harness/nested/linux-guests.js';
+import { hostCheck, tsbhyve, tsbhyveWithDiskChecks } from './linux-boot.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
 // npm test runs this file where the host's KVM runs unmodified Linux, or inside the nested-KVM L1 (scripts/test.ts);
 // run by hand elsewhere, runLinuxGuests boots its own L1. Only without QEMU is there nowhere to run it.
 const skip = spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status === 0 ? undefined : 'qemu-system-x86_64 is not installed';
-
-const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-
-/** The tsbhyve command line that boots one harness guest (paths are shell words, see GuestBoot). */
-function tsbhyve(extra: string[] = []): (b: GuestBoot) => string {
-  return (b) =>
-    [
-      'node', q(`${root}bin/tsbhyve.js`),
-      '-c', String(b.cpus), '-m', `${b.memMiB}M`,
-      '-s', '0,hostbridge', ...extra, '-s', '31,lpc', '-l', 'com1,stdio',
-      '-o', `"boot.kernel=${b.kernel}"`, '-o', `"boot.initrd=${b.initrd}"`, '-o', q(`boot.cmdline=${b.cmdline}`),
-      `l2-${b.name}`,
-    ].join(' ');
-}
 
 // What the guest checks; each failing check prints why and fails the script.
 const platformScript = `
@@ -47,23 +32,6 @@ ls /sys/bus/pci/devices/ | tr '\\n' ' '; echo
 grep -q 'ttyS0 at I/O 0x3f8' /proc/tty/driver/serial 2>/dev/null || dmesg | grep -q 'ttyS0 at I/O 0x3f8' || fail "no COM1"
 echo "platform checks passed: cpus=$cpus mem=$mem"
 `;
-
-/**
- * tsbhyve with the guest's first scratch disk as virtio-blk, then the checks of the image on the VMM's machine.
- * The harness runs the command under timeout(1), so it is one `sh -c` whose arguments carry the scratch paths.
- */
-function tsbhyveWithDiskChecks(b: GuestBoot): string {
-  const inner = tsbhyve(['-s', '"3,virtio-blk,$1"'])({ ...b, kernel: '$2', initrd: '$3' });
-  const script = [
-    inner,
-    'st=$?',
-    'e2fsck -fn "$1" >/dev/null 2>&1; echo "HOSTCHECK e2fsck=$?"',
-    `echo "HOSTCHECK md5=$(debugfs -R 'cat /data.txt' "$1" 2>/dev/null | md5sum | cut -d' ' -f1)"`,
-    'echo "HOSTCHECK allocated_kib=$(du -k "$1" | cut -f1)"',
-    'exit $st',
-  ].join('; ');
-  return `sh -c ${q(script)} sh "${b.disks[0]}" "${b.kernel}" "${b.initrd}"`;
-}
 
 const LINES = 2000;
 /** The file the guest writes: the host computes the same bytes to compare. */
@@ -95,7 +63,7 @@ test('linux: Debian kernels under tsbhyve: the platform, and ext4 on virtio-blk 
       // One vCPU: with two, the nested-KVM L1 froze in 2 of 31 boots here (docs/vmm.md, "Two vCPUs inside the
       // nested-KVM L1"): a vCPU spinning in the guest for its peer kept L1's only CPU, L1's timer interrupt undelivered.
       { name: 'platform', script: platformScript, cpus: 1, memMiB: 512, vmm: tsbhyve() },
-      { name: 'vblk', script: virtioBlkScript, cpus: 1, memMiB: 256, disks: [64], vmm: tsbhyveWithDiskChecks },
+      { name: 'vblk', script: virtioBlkScript, cpus: 1, memMiB: 256, disks: [64], vmm: tsbhyveWithDiskChecks((d) => ['-s', `"3,virtio-blk,${d}"`], '/data.txt') },
     ],
     { guestTimeoutSec: 240, onLine: (l) => process.stdout.write(`# ${l.text}\n`) },
   );
@@ -109,7 +77,7 @@ test('linux: Debian kernels under tsbhyve: the platform, and ext4 on virtio-blk 
 
   t.equal(vblk!.status, 0, `virtio-blk: the guest's script passed: ${vblk!.output.trim().split('\n').at(-1)}`);
   t.equal(vblk!.vmmStatus, 1, 'virtio-blk: tsbhyve exited 1 (powered off)');
-  const host = (key: string) => new RegExp(`HOSTCHECK ${key}=(\\S*)`).exec(vblk!.console)?.[1];
+  const host = (key: string) => hostCheck(vblk!.console, key);
   t.equal(host('e2fsck'), '0', 'e2fsck -fn finds the file system clean');
   const want = createHash('md5').update(dataText).digest('hex');
   t.equal(host('md5'), want, 'the file the guest wrote reads back with debugfs');
