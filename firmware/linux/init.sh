@@ -12,6 +12,11 @@ echo "TSBHYVE-GUEST-INIT uptime=$up kernel=$(uname -r)"
 
 while read -r module params; do
   [ -n "$module" ] || continue
+  # Parameters for a module from the kernel command line (<module>.<param>=<value>), as modprobe would pass them.
+  name=$(basename "$module" .ko | tr - _)
+  for word in $(cat /proc/cmdline); do
+    case $word in "$name".*=*) params="$params ${word#"$name".}" ;; esac
+  done
   # shellcheck disable=SC2086 # params is a list of key=value words
   insmod "$module" $params 2>/tmp/insmod.err || echo "TSBHYVE-GUEST-WARN insmod $module: $(cat /tmp/insmod.err)"
 done < /etc/modules.load
