@@ -102,6 +102,7 @@ Errno BlockFile::Open(const OpenOptions& o, std::unique_ptr<BlockFile>* out, std
   f->fd_ = fd;
   f->readOnly_ = ro;
   f->direct_ = o.noCache && o.memoryBytes == 0;
+  f->sync_ = o.sync;
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int e = errno;

@@ -56,6 +56,10 @@ class BlockFile {
   // True when discard (and unmapping write-zeroes) can reach the storage: not `nodelete`, not read-only, and
   // the file system accepted a hole punch probe (or the device is a block device).
   bool canDelete() const { return canDelete_; }
+  // True when a write ends in the page cache (no O_DIRECT, no O_SYNC, not a block device): it does not wait for
+  // the storage, so a queue worker may run it inline rather than hand it to io_uring, which on file systems
+  // without async buffered writes (ext4 among them) passes each one to a kernel worker thread.
+  bool writesToPageCache() const { return !direct_ && !sync_ && !isBlockDevice_; }
 
   // Whole transfers at byte offset `off`; a short transfer or an access past the end is an error (EIO).
   Errno Readv(const struct iovec* iov, int iovcnt, uint64_t off);
@@ -82,6 +86,7 @@ class BlockFile {
   bool isBlockDevice_ = false;
   bool readOnly_ = false;
   bool direct_ = false;
+  bool sync_ = false;
   bool canDelete_ = false;
   std::atomic<uint64_t> size_{0};
   uint32_t logical_ = 512;
