@@ -14,6 +14,7 @@ import { nvmeMachine, PAGE } from '../../test/harness/nvme-driver.js';
 import { directIoDir } from '../../firmware/testguest/disk.js';
 import { runFio } from '../fio.js';
 import { report } from '../report.js';
+import { lcg, onMsi } from '../no-vm.js';
 
 const fileMiB = Number(process.argv[2] ?? 64);
 const depth = Number(process.argv[3] ?? 32);
@@ -51,23 +52,9 @@ const ios = (fileMiB << 20) / BS;
 const buffers = Array.from({ length: depth }, () => drv.alloc.alloc(PAGE, PAGE));
 const queue = drv.io.get(QID)!;
 
-let seed = 1;
-const rnd = (): number => {
-  seed = (seed * 1103515245 + 12345) >>> 0;
-  return seed;
-};
-
-let queueIrqs = 0;
-const irq = m.irq;
-const origMsi = irq.msi.bind(irq);
+const rnd = lcg();
 let wake: (() => void) | undefined;
-irq.msi = (addr, data) => {
-  origMsi(addr, data);
-  if (data === 0x41) {
-    queueIrqs++;
-    wake?.();
-  }
-};
+const queueIrqs = onMsi(m, 0x41, () => wake?.());
 
 /** Keeps `depth` commands in flight; a benchmark operation is `depth` more completions. */
 class Pump {
@@ -173,7 +160,7 @@ for (const write of [false, true]) {
   );
 }
 const st = drv.controller.stats();
-console.log(`engine ${st?.engine}${st?.engineNote ? ` (${st.engineNote})` : ''}; queue interrupts: ${queueIrqs}; depth ${depth}; options "${devOpts}"; file ${fileMiB} MiB (${noCache ? 'O_DIRECT' : 'page cache warm'})`);
+console.log(`engine ${st?.engine}${st?.engineNote ? ` (${st.engineNote})` : ''}; queue interrupts: ${queueIrqs()}; depth ${depth}; options "${devOpts}"; file ${fileMiB} MiB (${noCache ? 'O_DIRECT' : 'page cache warm'})`);
 report(
   'nvme',
   `nvme 4 KiB random I/O, depth ${depth}, options "${devOpts}", no VM vs host fio`,

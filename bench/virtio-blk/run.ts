@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { GuestAlloc, virtioMachine, type SplitQueueDriver } from '../../test/harness/virtio-driver.js';
 import { runFio } from '../fio.js';
 import { report } from '../report.js';
+import { lcg, onMsi } from '../no-vm.js';
 
 const fileMiB = Number(process.argv[2] ?? 64);
 const depth = Number(process.argv[3] ?? 32);
@@ -54,23 +55,9 @@ const slots = Array.from({ length: depth }, (_, i) => {
   return { h, b, s, d };
 });
 const sectors = (fileMiB << 20) / 512;
-let seed = 1;
-const rnd = (): number => {
-  seed = (seed * 1103515245 + 12345) >>> 0;
-  return seed;
-};
-
-let queueIrqs = 0;
-const irq = m.irq;
-const origMsi = irq.msi.bind(irq);
+const rnd = lcg();
 let wake: (() => void) | undefined;
-irq.msi = (addr, data) => {
-  origMsi(addr, data);
-  if (data === 0x41) {
-    queueIrqs++;
-    wake?.();
-  }
-};
+const queueIrqs = onMsi(m, 0x41, () => wake?.());
 
 /**
  * Keeps `depth` requests in flight, as fio does at its iodepth: every completion is checked and its slot
@@ -193,7 +180,7 @@ for (const write of [false, true]) {
       (host !== undefined ? `, ratio vs ${hostName} ${(ours / host).toFixed(2)}` : ''),
   );
 }
-console.log(`completions: ${completion}; queue interrupts: ${queueIrqs}; depth ${depth}; options "${devOpts}"; file ${fileMiB} MiB (${noCache ? 'O_DIRECT' : 'page cache warm'})`);
+console.log(`completions: ${completion}; queue interrupts: ${queueIrqs()}; depth ${depth}; options "${devOpts}"; file ${fileMiB} MiB (${noCache ? 'O_DIRECT' : 'page cache warm'})`);
 report(
   'virtio-blk',
   `virtio-blk 4 KiB random I/O, depth ${depth}, options "${devOpts}", no VM vs host fio`,

@@ -5,12 +5,9 @@
 import { parseCommandLine } from '../../src/cli/parse.js';
 import { initPci } from '../../src/platform/pci/init.js';
 import type { PciBus } from '../../src/platform/pci/bus.js';
-import type { PciFunction } from '../../src/platform/pci/function.js';
 import { memoryLayout, GiB } from '../../src/vm/memmap.js';
 import type { NvmeController } from '../../devices/nvme/device.js';
-import { GuestAlloc, VirtioTestMachine, type VirtioTestMachineOptions } from './virtio-driver.js';
-
-const cf8 = (slot: number, off: number): number => (0x80000000 | (slot << 11) | (off & 0xfc)) >>> 0;
+import { GuestAlloc, PciFunctionAccess, VirtioTestMachine, type VirtioTestMachineOptions } from './virtio-driver.js';
 
 export const PAGE = 4096;
 
@@ -63,47 +60,23 @@ function readCqe(m: VirtioTestMachine, gpa: number, phase: boolean): Completion 
   };
 }
 
-export class NvmeDriver {
+export class NvmeDriver extends PciFunctionAccess {
   readonly bar0: number;
   readonly admin: QueuePair;
   readonly io = new Map<number, QueuePair>();
   /** guest buffers above the queues */
   readonly alloc: GuestAlloc;
 
-  constructor(
-    readonly m: VirtioTestMachine,
-    readonly bus: PciBus,
-    readonly slot: number,
-  ) {
+  constructor(m: VirtioTestMachine, bus: PciBus, slot: number) {
+    super(m, bus, slot);
     this.bar0 = (this.cfgRead(0x10, 4) & ~0xf) >>> 0;
     if (this.cfgRead(0x14, 4) !== 0) throw new Error('test harness expects BAR0 below 4 GiB');
     this.admin = { qid: 0, entries: 0, sqGpa: 0, cqGpa: 0, sqTail: 0, cqHead: 0, phase: true, nextCid: 0 };
     this.alloc = new GuestAlloc(0x100000, m.memory.size);
   }
 
-  get fn(): PciFunction {
-    return this.bus.find(0, this.slot, 0)!;
-  }
-
   get controller(): NvmeController {
     return this.fn.model as NvmeController;
-  }
-
-  cfgRead(off: number, size: 1 | 2 | 4): number {
-    this.m.out(0xcf8, cf8(this.slot, off), 4);
-    return this.m.in(0xcfc + (off & 3), size) >>> 0;
-  }
-  cfgWrite(off: number, size: 1 | 2 | 4, value: number): void {
-    this.m.out(0xcf8, cf8(this.slot, off), 4);
-    this.m.out(0xcfc + (off & 3), value, size);
-  }
-  findCap(id: number): number {
-    let p = this.cfgRead(0x34, 1);
-    for (let n = 0; p !== 0 && n < 48; n++) {
-      if (this.cfgRead(p, 1) === id) return p;
-      p = this.cfgRead(p + 1, 1);
-    }
-    return 0;
   }
 
   reg(off: number): number {

@@ -137,16 +137,13 @@ export class VirtioTestMachine implements Machine {
 
 const cf8 = (slot: number, off: number): number => (0x80000000 | (slot << 11) | (off & 0xfc)) >>> 0;
 
-/** The guest driver's view of one legacy virtio PCI function on bus 0. */
-export class LegacyVirtioPci {
-  readonly bar0: number;
+/** A guest driver's access to one PCI function on bus 0: configuration space by mechanism #1 (0xCF8/0xCFC). */
+export class PciFunctionAccess {
   constructor(
     readonly m: VirtioTestMachine,
     readonly bus: PciBus,
     readonly slot: number,
-  ) {
-    this.bar0 = (this.cfgRead(0x10, 4) & ~3) >>> 0;
-  }
+  ) {}
 
   get fn(): PciFunction {
     return this.bus.find(0, this.slot, 0)!;
@@ -169,6 +166,15 @@ export class LegacyVirtioPci {
       p = this.cfgRead(p + 1, 1);
     }
     return 0;
+  }
+}
+
+/** The guest driver's view of one legacy virtio PCI function on bus 0. */
+export class LegacyVirtioPci extends PciFunctionAccess {
+  readonly bar0: number;
+  constructor(m: VirtioTestMachine, bus: PciBus, slot: number) {
+    super(m, bus, slot);
+    this.bar0 = (this.cfgRead(0x10, 4) & ~3) >>> 0;
   }
 
   reg(off: number, size: PortSize): number {
