@@ -258,7 +258,10 @@ bool AsyncIo::Transfer(const struct iovec* iov, int iovcnt, uint64_t off, uint64
     return false;
   }
   const bool bounce = file_->NeedsBounce(iov, iovcnt);
-  if (total == 0 || iovcnt > IOV_MAX || (bounce && total > kBounceChunk) || off > uint64_t(INT64_MAX)) {
+  // A write that ends in the page cache is a copy: done here it costs less than the ring, which on file systems
+  // without async buffered writes (ext4) hands each one to a kernel worker thread.
+  const bool copyOnly = write && file_->writesToPageCache();
+  if (copyOnly || total == 0 || iovcnt > IOV_MAX || (bounce && total > kBounceChunk) || off > uint64_t(INT64_MAX)) {
     // Not worth a ring entry, or beyond what one entry carries: the synchronous path handles it.
     *err = write ? file_->Writev(iov, iovcnt, off) : file_->Readv(iov, iovcnt, off);
     return false;

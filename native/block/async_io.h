@@ -13,7 +13,8 @@
 //    fdatasyncs (IORING_FSYNC_DATASYNC). IOSQE_IO_DRAIN is not used, because it would also wait for the
 //    long-lived eventfd polls that share the ring.
 // Requests the ring cannot take (more than IOV_MAX segments, bounce buffers above 1 MiB, empty transfers,
-// refused ranges) run synchronously on the caller's thread and return their result at once.
+// refused ranges), and writes that only copy into the page cache (BlockFile::writesToPageCache), run
+// synchronously on the caller's thread and return their result at once.
 //
 // Not thread-safe: one thread owns an AsyncIo. The destructor waits for every request in flight, so memory
 // handed to a request is never touched after the AsyncIo is gone.

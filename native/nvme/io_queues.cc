@@ -382,16 +382,14 @@ bool IoQueues::StartAsync(const uint8_t* sqe, uint16_t sqid, uint16_t cqid, Stat
     if (s != kScSuccess) return (*st = s), false;
     p.write = write;
     p.flushAfter = write && (fua || !writeCache_.load(std::memory_order_relaxed));
-    if (write && !p.flushAfter && file_->writesToPageCache()) {
-      // A copy into the page cache: inline costs less than io_uring's hand-off to a kernel worker thread.
-      e = file_->Writev(p.iov.data(), int(p.iov.size()), off);
-      queued = false;
-    } else {
-      queued = write ? aio_->Writev(p.iov.data(), int(p.iov.size()), off, slot, &e)
-                     : aio_->Readv(p.iov.data(), int(p.iov.size()), off, slot, &e);
+    queued = write ? aio_->Writev(p.iov.data(), int(p.iov.size()), off, slot, &e)
+                   : aio_->Readv(p.iov.data(), int(p.iov.size()), off, slot, &e);
+    if (!queued && e == 0 && p.flushAfter) {
+      // Written at once (the page cache); the flush that must follow still goes on the ring.
+      p.flushing = true;
+      queued = aio_->Flush(slot, &e);
     }
     if (!queued) {
-      if (e == 0 && p.flushAfter) e = file_->Flush();
       if (e != 0) return (*st = write ? 0x280 : 0x281), false;
       (write ? stats_.bytesWritten : stats_.bytesRead).fetch_add(p.bytes, std::memory_order_relaxed);
       (write ? stats_.writeCommands : stats_.readCommands).fetch_add(1, std::memory_order_relaxed);
