@@ -147,6 +147,8 @@ export interface QemuRunResult {
   output: string;
   /** QEMU's exit code, null when it was killed. */
   code: number | null;
+  /** The signal that ended QEMU (SIGKILL on a time-out; SIGSEGV or SIGABRT when QEMU itself crashed), else null. */
+  signal: NodeJS.Signals | null;
   timedOut: boolean;
   accel: QemuAccel;
   /** Milliseconds from spawning QEMU to the guest's first line ("TESTGUEST READY"), null if never. */
@@ -249,10 +251,10 @@ function runOnce(elf: string, opts: QemuRunOptions, accel: QemuAccel): Promise<Q
 
   const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs ?? 60000);
   return new Promise((resolve) => {
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
       rmSync(dir, { recursive: true, force: true });
-      resolve({ output, code, timedOut, accel, firstLineMs, elapsedMs: Date.now() - start, shutdownReason, stderr });
+      resolve({ output, code, signal, timedOut, accel, firstLineMs, elapsedMs: Date.now() - start, shutdownReason, stderr });
     });
   });
 }

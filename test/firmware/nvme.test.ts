@@ -36,6 +36,7 @@ function guestPassed(t: Test, output: string): ReturnType<typeof parseTestguestO
   t.equal(out.exception, null, 'no exception');
   for (const c of out.checks) if (c.status === 'FAIL') t.fail(`guest: FAIL ${c.details}`);
   t.ok(out.pass > 10, `${out.pass} guest checks passed`);
+  if (!out.done) t.comment(`no DONE line; the output ends: ${output.trimEnd().split('\n').slice(-3).join(' | ')}`);
   t.deepEqual(out.done, { pass: out.pass, fail: 0 }, 'DONE with no failures');
   return out;
 }
@@ -70,11 +71,13 @@ function checkFile(t: Test, file: string, output: string, seed: number): void {
 
 // ---- QEMU: the reference controller ----
 
-test('QEMU nvme: identify, queues on MSI-X, patterns, sums, Flush, Write Zeroes, DSM, shadow doorbells, reset', async (t) => {
+// QEMU 7.2's nvme (Debian 12) dies of SIGSEGV in about one run in eight when the controller is disabled with writes
+// in flight, so the reference run leaves the reset out (reset=0); tsbhyve's runs below keep it.
+test('QEMU nvme: identify, queues on MSI-X, patterns, sums, Flush, Write Zeroes, DSM, shadow doorbells', async (t) => {
   const file = freshDisk();
   const seed = 0x3000 + Math.floor(Math.random() * 0xffff);
-  const r = await runTestguestInQemu({ append: `test=nvme,ser=QEMUNVME1,seed=${seed},sectors=${SECTORS}`, extraArgs: qemuNvme(file) });
-  t.comment(`elapsed ${r.elapsedMs} ms accel=${r.accel}`);
+  const r = await runTestguestInQemu({ append: `test=nvme,ser=QEMUNVME1,seed=${seed},sectors=${SECTORS},reset=0`, extraArgs: qemuNvme(file) });
+  t.comment(`elapsed ${r.elapsedMs} ms accel=${r.accel}${r.signal ? `, QEMU ended by ${r.signal}` : ''}`);
   const out = guestPassed(t, r.output);
   t.ok(out.checks.filter((c) => /queue \d: read completion by msix vector/.test(c.details)).length === 4, 'four queues, four MSI-X vectors');
   checkFile(t, file, r.output, seed);

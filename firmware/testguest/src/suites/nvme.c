@@ -350,9 +350,10 @@ static void run(const char *options) {
 	data_path(c, options, seed, "doorbells");
 	commands(c, options);
 	shadow_doorbells(c, options, seed);
-	reset_in_flight(c, seed);
+	if (optlist_get_u64(options, "reset", 1)) reset_in_flight(c, seed);
+	else print("TESTGUEST nvme INFO reset with writes in flight not run (reset=0)\n");
 }
 
 const struct suite suite_nvme = { "nvme",
-	"NVMe: identify, queues and MSI-X, patterns, Flush/Write Zeroes/DSM/Compare, shadow doorbells, reset (ser= eui64= sectors= sectsz= seed= queues= span= irq= hostile=)",
+	"NVMe: identify, queues and MSI-X, patterns, Flush/Write Zeroes/DSM/Compare, shadow doorbells, reset (ser= eui64= sectors= sectsz= seed= queues= span= irq= hostile= reset=)",
 	run };
