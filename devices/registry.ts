@@ -1,6 +1,7 @@
 // The PCI device emulations this build knows, by their `-s` name, in the order `-s help` lists them
 // (bhyve's amd64 linker-set order). Adding a device = one folder in devices/ plus one entry here.
 import { ahciCdLegacyConfig, ahciHdLegacyConfig, ahciLegacyConfig } from './ahci/config.js';
+import { createAhci } from './ahci/device.js';
 import { blockLegacyConfig } from './block/config.js';
 import { amdHostbridgeLegacyConfig } from './hostbridge/config.js';
 import { genericLegacyConfig, type LegacyConfigParser } from './legacy-config.js';
@@ -34,7 +35,7 @@ const emulations: readonly PciEmulation[] = [
   { name: 'hostbridge', legacyConfig: genericLegacyConfig, create: createHostbridge },
   { name: 'amd_hostbridge', alias: 'hostbridge', legacyConfig: amdHostbridgeLegacyConfig },
   { name: 'lpc', legacyConfig: genericLegacyConfig, create: createLpc },
-  { name: 'ahci', legacyConfig: ahciLegacyConfig },
+  { name: 'ahci', legacyConfig: ahciLegacyConfig, create: createAhci },
   { name: 'ahci-hd', alias: 'ahci', legacyConfig: ahciHdLegacyConfig },
   { name: 'ahci-cd', alias: 'ahci', legacyConfig: ahciCdLegacyConfig },
   { name: 'nvme', legacyConfig: nvmeLegacyConfig, create: createNvme },

@@ -25,6 +25,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   { Napi::Object VmmExports(Napi::Env); exports.Set("vmm", VmmExports(env)); }  // native/vmm/vmm_napi.cc
   { Napi::Object VirtioExports(Napi::Env); exports.Set("virtio", VirtioExports(env)); }  // native/virtio/virtio_napi.cc
   { Napi::Object NvmeExports(Napi::Env); exports.Set("nvme", NvmeExports(env)); }  // native/nvme/nvme_napi.cc
+  { Napi::Object AhciExports(Napi::Env); exports.Set("ahci", AhciExports(env)); }  // native/ahci/ahci_napi.cc
   return exports;
 }
 

@@ -246,6 +246,14 @@ export class PciFunction {
     return !!this.msix && (this.get16(this.msix.capOff + 2) & PCIM_MSIXCTRL_FUNCTION_MASK) !== 0;
   }
 
+  /** The address and data of MSI message `index` while MSI is enabled with that many messages, else undefined. */
+  msiMessage(index = 0): { addr: bigint; data: number } | undefined {
+    if (!this.msi || !this.msiEnabled() || index >= this.msiEnabledCount()) return undefined;
+    const c = this.msi.capOff;
+    const addr = (BigInt(this.get32(c + 8)) << 32n) | BigInt(this.get32(c + 4));
+    return { addr, data: (this.get16(c + 12) + index) & 0xffff };
+  }
+
   /** Sends MSI message `index` if MSI is enabled and the guest enabled that many messages. */
   generateMsi(index: number): boolean {
     if (!this.msi || !this.msiEnabled() || index >= this.msiEnabledCount() || !this.msiSink) return false;
