@@ -2,6 +2,7 @@
  * Registered PCI drivers, tried in this order. Device drivers (virtio-blk, nvme, ahci, ...)
  * add their `extern const struct pci_driver` and one entry here.
  */
+#include "ahci.h"
 #include "driver.h"
 #include "edu.h"
 #include "nvme.h"
@@ -13,5 +14,6 @@ const struct pci_driver *const pci_drivers[] = {
 	&virtio_rng_driver,
 	&virtio_blk_driver,
 	&nvme_driver,
+	&ahci_driver,
 	0,
 };

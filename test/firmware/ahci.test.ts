@@ -1,0 +1,113 @@
+// test-needs: kvm
+// test=ahci under QEMU q35's built-in ICH9 AHCI (8086:2922 at 00:1f.2), the reference HBA, with a disk file on port 0
+// and an ISO 9660 CD on port 1. The guest checks itself (HBA facts, IDENTIFY against the options, DMA and NCQ
+// patterns with multi-entry PRDTs and several tags in flight, MSI completions, FLUSH, TRIM, errors past the end and
+// the port's recovery, the ATAPI commands an OS sends); the host then checks the disk file (pattern, the CRC-32
+// lines, the trimmed range as zeros) and every "cdfile" line against the file it put on the ISO. tsbhyve's own AHCI
+// device will run the same suite.
+import test, { type Test } from 'tape';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { SECTOR, directIoDir, makeDisk, patternMismatches } from '../../firmware/testguest/disk.js';
+import { parseTestguestOutput, runTestguestInQemu } from '../../firmware/testguest/index.js';
+import { isoSkipReason, makeIso } from '../../firmware/testguest/iso.js';
+
+const DISK_BYTES = 8 << 20;
+const SECTORS = DISK_BYTES / SECTOR;
+const dir = directIoDir('testguest-ahci-');
+const cleanups: string[] = [dir];
+test.onFinish(() => { for (const d of cleanups) rmSync(d, { recursive: true, force: true }); });
+
+let n = 0;
+function freshDisk(): string {
+  const file = join(dir, `disk${n++}.img`);
+  makeDisk(file, DISK_BYTES);
+  return file;
+}
+
+const qemuDisk = (file: string, bus: string, extra = ''): string[] => [
+  '-drive', `file=${file},if=none,id=d0,format=raw,cache=none,aio=native,discard=unmap`,
+  '-device', `ide-hd,drive=d0,bus=${bus},serial=QEMUAHCI1${extra}`,
+];
+const qemuCd = (iso: string, bus: string): string[] => [
+  '-drive', `file=${iso},if=none,id=c0,media=cdrom,readonly=on`,
+  '-device', `ide-cd,drive=c0,bus=${bus}`,
+];
+
+function guestPassed(t: Test, output: string): ReturnType<typeof parseTestguestOutput> {
+  const out = parseTestguestOutput(output);
+  t.ok(out.ready, 'guest printed TESTGUEST READY');
+  t.equal(out.exception, null, 'no exception');
+  for (const c of out.checks) if (c.status === 'FAIL') t.fail(`guest: FAIL ${c.details}`);
+  t.ok(out.pass > 10, `${out.pass} guest checks passed`);
+  if (!out.done) t.comment(`no DONE line; the output ends: ${output.trimEnd().split('\n').slice(-3).join(' | ')}`);
+  t.deepEqual(out.done, { pass: out.pass, fail: 0 }, 'DONE with no failures');
+  return out;
+}
+
+/** What the disk file must hold after a run with `seed` over the whole (8 MiB) disk. */
+function checkDisk(t: Test, file: string, output: string, seed: number): void {
+  const image = readFileSync(file);
+  const half = SECTORS / 2;
+  t.deepEqual(patternMismatches(image, 0, half, seed).slice(0, 8), [], `sectors 0-${half - 1} hold the LBA-stamped pattern`);
+  t.deepEqual(patternMismatches(image, half + half / 2, half / 2, seed).slice(0, 8), [], 'so does the last quarter');
+  const sums = [...output.matchAll(/TESTGUEST ahci INFO sum lba=(\d+) n=(\d+) crc32=([0-9a-f]{8})/g)];
+  t.equal(sums.length, 4, 'four checksum lines');
+  for (const [, lba, count, crc] of sums) {
+    const bytes = image.subarray(Number(lba) * SECTOR, (Number(lba) + Number(count)) * SECTOR);
+    t.equal(crc32(bytes).toString(16).padStart(8, '0'), crc, `crc32 of sectors ${lba}+${count} matches the file`);
+  }
+  const discarded = /INFO discarded lba=(\d+) n=(\d+)/.exec(output);
+  t.ok(discarded, 'IDENTIFY offered TRIM (discard=unmap) and the guest trimmed');
+  if (discarded) {
+    const region = image.subarray(Number(discarded[1]) * SECTOR, (Number(discarded[1]) + Number(discarded[2])) * SECTOR);
+    t.ok(region.every((b) => b === 0), `the trimmed range ${discarded[1]}+${discarded[2]} reads as zeros in the file`);
+  }
+}
+
+const skip = isoSkipReason();
+if (skip) test(`ahci: skipped (${skip})`, { skip: true }, () => {});
+
+test('QEMU ICH9 AHCI: HBA, IDENTIFY, DMA and NCQ patterns, sums, FLUSH, TRIM, errors and recovery; ATAPI CD and ISO files', { skip: !!skip }, async (t) => {
+  // Different sizes: one within a block, one of several PRDT entries, one over 64 KiB (names in ISO 9660 level-1 form).
+  const files: Record<string, Buffer> = {
+    'SMALL.BIN': randomBytes(1500),
+    'MIDDLE.TXT': randomBytes(40 * 1024 + 6),
+    'LARGE.DAT': randomBytes(300 * 1024 + 123),
+  };
+  const iso = makeIso(files, { volume: 'AHCITEST' });
+  cleanups.push(dirname(iso));
+  const disk = freshDisk();
+  const seed = 0x5000 + Math.floor(Math.random() * 0xffff);
+  const r = await runTestguestInQemu({
+    append: `test=ahci,ser=QEMUAHCI1,sectors=${SECTORS},seed=${seed},ssd=1`,
+    extraArgs: [...qemuDisk(disk, 'ide.0', ',rotation_rate=1'), ...qemuCd(iso, 'ide.1')],
+  });
+  t.comment(`elapsed ${r.elapsedMs} ms accel=${r.accel}${r.signal ? `, QEMU ended by ${r.signal}` : ''}`);
+  const out = guestPassed(t, r.output);
+  t.ok(out.checks.some((c) => /^00:1f\.2 8086:2922 bring-up/.test(c.details)), 'the ICH9 AHCI at 00:1f.2');
+  t.ok(out.checks.some((c) => /completions signalled by MSI/.test(c.details)), 'completions by MSI');
+  t.ok(out.checks.some((c) => /NCQ tags outstanding together/.test(c.details)), 'several NCQ tags in flight');
+  t.ok(out.checks.some((c) => /rotation rate 1 \(word 217\)/.test(c.details)), 'ssd=1: rotation rate 1');
+  checkDisk(t, disk, r.output, seed);
+  t.ok(/INFO cd capacity blocks=\d+/.test(r.output), 'CD capacity reported');
+  const cdfiles = new Map([...r.output.matchAll(/INFO cdfile name=(\S+) size=(\d+) crc32=([0-9a-f]{8})/g)].map((m) => [m[1], m.slice(2)]));
+  for (const [name, data] of Object.entries(files)) {
+    const got = cdfiles.get(name);
+    t.deepEqual(got, [String(data.length), crc32(data).toString(16).padStart(8, '0')], `${name}: size and crc32 as read by the guest match the host file`);
+  }
+  t.equal(cdfiles.size, Object.keys(files).length, 'no other files on the CD');
+  t.ok(/INFO cd write refused with (ILLEGAL REQUEST|DATA PROTECT)/.test(r.output), 'WRITE(10) refused');
+});
+
+test('QEMU ICH9 AHCI: a disk on port 3 named by port=, polled (irq=poll, a second HBA reset), no CD: the CD checks are left out', async (t) => {
+  const disk = freshDisk();
+  const r = await runTestguestInQemu({ append: `test=ahci,port=3,sectors=${SECTORS},seed=77,span=4096,irq=poll`, extraArgs: qemuDisk(disk, 'ide.3') });
+  const out = guestPassed(t, r.output);
+  t.ok(out.checks.some((c) => /^port 3: link up .* signature 0x00000101/.test(c.details)), 'port 3 holds the disk');
+  t.ok(/no ATAPI port: CD checks not run/.test(r.output), 'no CD checks');
+  t.ok(/INFO cap2=\S+ irq=poll /.test(r.output) && /completions polled/.test(r.output), 'completions polled');
+  t.deepEqual(patternMismatches(readFileSync(disk), 0, 2048, 77).slice(0, 8), [], 'span=4096: the first half holds the pattern');
+});
