@@ -3,15 +3,15 @@
 // and an ISO 9660 CD on port 1. The guest checks itself (HBA facts, IDENTIFY against the options, DMA and NCQ
 // patterns with multi-entry PRDTs and several tags in flight, MSI completions, FLUSH, TRIM, errors past the end and
 // the port's recovery, the ATAPI commands an OS sends); the host then checks the disk file (pattern, the CRC-32
-// lines, the trimmed range as zeros) and every "cdfile" line against the file it put on the ISO. tsbhyve's own AHCI
-// device will run the same suite.
+// lines, the trimmed range as zeros) and every "cdfile" line against the file it put on the ISO. tsbhyve's AHCI
+// (-s 4,ahci,hd:FILE[,opts],cd:ISO) runs the same suite with the same host checks, and a multi-port variant.
 import test, { type Test } from 'tape';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { SECTOR, directIoDir, makeDisk, patternMismatches } from '../../firmware/testguest/disk.js';
-import { parseTestguestOutput, runTestguestInQemu } from '../../firmware/testguest/index.js';
+import { parseTestguestOutput, runTestguestInQemu, runTestguestInTsbhyve } from '../../firmware/testguest/index.js';
 import { isoSkipReason, makeIso } from '../../firmware/testguest/iso.js';
 
 const DISK_BYTES = 8 << 20;
@@ -67,16 +67,32 @@ function checkDisk(t: Test, file: string, output: string, seed: number): void {
   }
 }
 
-const skip = isoSkipReason();
-if (skip) test(`ahci: skipped (${skip})`, { skip: true }, () => {});
+/** The guest's "cdfile" lines against the files the host put on the ISO. */
+function checkCd(t: Test, output: string, files: Record<string, Buffer>): void {
+  t.ok(/INFO cd capacity blocks=\d+/.test(output), 'CD capacity reported');
+  const cdfiles = new Map([...output.matchAll(/INFO cdfile name=(\S+) size=(\d+) crc32=([0-9a-f]{8})/g)].map((m) => [m[1], m.slice(2)]));
+  for (const [name, data] of Object.entries(files)) {
+    const got = cdfiles.get(name);
+    t.deepEqual(got, [String(data.length), crc32(data).toString(16).padStart(8, '0')], `${name}: size and crc32 as read by the guest match the host file`);
+  }
+  t.equal(cdfiles.size, Object.keys(files).length, 'no other files on the CD');
+  t.ok(/INFO cd write refused with (ILLEGAL REQUEST|DATA PROTECT)/.test(output), 'WRITE(10) refused');
+}
 
-test('QEMU ICH9 AHCI: HBA, IDENTIFY, DMA and NCQ patterns, sums, FLUSH, TRIM, errors and recovery; ATAPI CD and ISO files', { skip: !!skip }, async (t) => {
-  // Different sizes: one within a block, one of several PRDT entries, one over 64 KiB (names in ISO 9660 level-1 form).
-  const files: Record<string, Buffer> = {
+/** Files of different sizes: one within a block, one of several PRDT entries, one over 64 KiB (ISO 9660 level-1 names). */
+function discFiles(): Record<string, Buffer> {
+  return {
     'SMALL.BIN': randomBytes(1500),
     'MIDDLE.TXT': randomBytes(40 * 1024 + 6),
     'LARGE.DAT': randomBytes(300 * 1024 + 123),
   };
+}
+
+const skip = isoSkipReason();
+if (skip) test(`ahci: skipped (${skip})`, { skip: true }, () => {});
+
+test('QEMU ICH9 AHCI: HBA, IDENTIFY, DMA and NCQ patterns, sums, FLUSH, TRIM, errors and recovery; ATAPI CD and ISO files', { skip: !!skip }, async (t) => {
+  const files = discFiles();
   const iso = makeIso(files, { volume: 'AHCITEST' });
   cleanups.push(dirname(iso));
   const disk = freshDisk();
@@ -92,14 +108,7 @@ test('QEMU ICH9 AHCI: HBA, IDENTIFY, DMA and NCQ patterns, sums, FLUSH, TRIM, er
   t.ok(out.checks.some((c) => /NCQ tags outstanding together/.test(c.details)), 'several NCQ tags in flight');
   t.ok(out.checks.some((c) => /rotation rate 1 \(word 217\)/.test(c.details)), 'ssd=1: rotation rate 1');
   checkDisk(t, disk, r.output, seed);
-  t.ok(/INFO cd capacity blocks=\d+/.test(r.output), 'CD capacity reported');
-  const cdfiles = new Map([...r.output.matchAll(/INFO cdfile name=(\S+) size=(\d+) crc32=([0-9a-f]{8})/g)].map((m) => [m[1], m.slice(2)]));
-  for (const [name, data] of Object.entries(files)) {
-    const got = cdfiles.get(name);
-    t.deepEqual(got, [String(data.length), crc32(data).toString(16).padStart(8, '0')], `${name}: size and crc32 as read by the guest match the host file`);
-  }
-  t.equal(cdfiles.size, Object.keys(files).length, 'no other files on the CD');
-  t.ok(/INFO cd write refused with (ILLEGAL REQUEST|DATA PROTECT)/.test(r.output), 'WRITE(10) refused');
+  checkCd(t, r.output, files);
 });
 
 test('QEMU ICH9 AHCI: a disk on port 3 named by port=, polled (irq=poll, a second HBA reset), no CD: the CD checks are left out', async (t) => {
@@ -110,4 +119,42 @@ test('QEMU ICH9 AHCI: a disk on port 3 named by port=, polled (irq=poll, a secon
   t.ok(/no ATAPI port: CD checks not run/.test(r.output), 'no CD checks');
   t.ok(/INFO cap2=\S+ irq=poll /.test(r.output) && /completions polled/.test(r.output), 'completions polled');
   t.deepEqual(patternMismatches(readFileSync(disk), 0, 2048, 77).slice(0, 8), [], 'span=4096: the first half holds the pattern');
+});
+
+// ---- tsbhyve ----
+
+test('tsbhyve ahci: hd and cd ports; IDENTIFY against ser= and nmrr=; DMA and NCQ patterns, sums, FLUSH, TRIM, errors; ATAPI and the ISO files', { skip: !!skip }, async (t) => {
+  const files = discFiles();
+  const iso = makeIso(files, { volume: 'TSBAHCI' });
+  cleanups.push(dirname(iso));
+  const disk = freshDisk();
+  const seed = 0x6000 + Math.floor(Math.random() * 0xffff);
+  const r = await runTestguestInTsbhyve({
+    append: `test=ahci,ser=TSBAHCI1,model=TSBHYVE-TEST-DISK,sectors=${SECTORS},seed=${seed},ssd=1`,
+    extraArgs: ['-s', `4,ahci,hd:${disk},ser=TSBAHCI1,nmrr=1,model=TSBHYVE-TEST-DISK,cd:${iso}`],
+  });
+  t.comment(`elapsed ${r.elapsedMs} ms`);
+  const out = guestPassed(t, r.stdout);
+  t.ok(out.checks.some((c) => /^00:04\.0 8086:2821 bring-up/.test(c.details)), '8086:2821 at slot 4');
+  t.ok(out.checks.some((c) => /completions signalled by MSI/.test(c.details)), 'completions by MSI');
+  t.ok(out.checks.some((c) => /NCQ tags outstanding together/.test(c.details)), 'several NCQ tags in flight');
+  t.ok(out.checks.some((c) => /rotation rate 1 \(word 217\)/.test(c.details)), 'nmrr=1: rotation rate 1');
+  checkDisk(t, disk, r.stdout, seed);
+  checkCd(t, r.stdout, files);
+  t.equal(r.code, 1, 'powered off: status 1');
+});
+
+test('tsbhyve ahci: three ports, the checked disk on port 1 with nocache, polled; port 0 untouched', async (t) => {
+  const other = freshDisk();
+  const disk = freshDisk();
+  const before = readFileSync(other);
+  const r = await runTestguestInTsbhyve({
+    append: `test=ahci,port=1,sectors=${SECTORS},seed=91,span=4096,irq=poll`,
+    extraArgs: ['-s', `4,ahci,hd:${other},hd:${disk},nocache,hd:${freshDisk()}`],
+  });
+  const out = guestPassed(t, r.stdout);
+  t.ok(out.checks.some((c) => /^port 1: link up .* signature 0x00000101/.test(c.details)), 'port 1 holds the checked disk');
+  t.ok(/completions polled/.test(r.stdout), 'completions polled');
+  t.deepEqual(patternMismatches(readFileSync(disk), 0, 2048, 91).slice(0, 8), [], 'port 1\'s file holds the pattern');
+  t.ok(readFileSync(other).equals(before), 'port 0\'s file is unchanged');
 });
