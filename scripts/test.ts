@@ -16,7 +16,7 @@ import { expandGlobs } from '../test/harness/suite/files.js';
 import { fileNeed, planSuite } from '../test/harness/suite/plan.js';
 import { TapMerger, type TapStream } from '../test/harness/suite/tap.js';
 import { l1Costs } from '../test/harness/suite/l1-costs.js';
-import { linuxGuestImage } from '../firmware/linux/guest-image.js';
+import { linuxGenericGuestImage, linuxGuestImage } from '../firmware/linux/guest-image.js';
 import { debianBzImage } from '../test/loader/fixtures.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -44,11 +44,12 @@ const header = merger.stream('where the tests run');
 header.line(`# KVM on this host: ${host.level} (${host.reason})`);
 header.line(`# ${plan.host.length} files on the host; ${nestedCount} in ${plan.l1.length} nested-KVM L1 machine(s); ${plan.skipped.length} skipped`);
 
-// What guests boot comes from Debian packages, which L1 cannot fetch (it has no network): build it here first. Both
-// are cached, so this is quick after the first run; a failure is left for the tests that need it to report.
+// What guests boot comes from Debian packages, which L1 cannot fetch (it has no network): build them here first. All
+// are cached, so this is quick after the first run; a failure is left for the tests that need them to report.
 if (plan.l1.length > 0) {
   try {
     linuxGuestImage();
+    linuxGenericGuestImage();
     const bz = debianBzImage();
     if ('skip' in bz) header.line(`# the loader's Debian bzImage is not available: ${bz.skip}`);
   } catch (e) {

@@ -110,8 +110,12 @@ export async function packet(drv: AhciDriver, port: number, cdb: number[], len =
   return { r, data: len ? drv.bytes(buf, len) : new Uint8Array() };
 }
 
-/** REQUEST SENSE: [sense key, ASC, ASCQ]. */
+/**
+ * REQUEST SENSE: [sense key, ASC, ASCQ]. A CHECK CONDITION stops the port like any task file error, so this first
+ * restarts it, as Linux's error handler does before it asks for the sense.
+ */
 export async function sense(drv: AhciDriver, port: number): Promise<[number, number, number]> {
+  drv.recover(port);
   const { data } = await packet(drv, port, [0x03, 0, 0, 0, 18], 18);
   return [data[2]! & 0xf, data[12]!, data[13]!];
 }

@@ -10,6 +10,7 @@ import { cacheRoot } from '../../../firmware/linux/paths.js';
 import { LineSplitter, type ConsoleLine } from './console.js';
 import { hostKvmVerdict } from './detect.js';
 import { runInL1 } from './l1.js';
+import type { LinuxImage } from '../../../firmware/linux/image.js';
 
 /**
  * What a VMM command needs to boot one guest. The paths are shell words for use inside double quotes
@@ -86,6 +87,8 @@ export interface LinuxGuestOptions {
   where?: 'host' | 'l1';
   /** CPUs of the L1 machine when the guests run inside one (default 1). */
   l1Cpus?: number;
+  /** The guest image (default linuxGuestImage: the cloud kernel; linuxGenericGuestImage for AHCI). */
+  image?: () => LinuxImage;
 }
 
 const namePattern = /^[A-Za-z0-9_-]+$/;
@@ -261,7 +264,7 @@ export async function runLinuxGuests(guests: readonly LinuxGuest[], opts: LinuxG
   const guestTimeoutSec = opts.guestTimeoutSec ?? 120;
   const timeoutMs = opts.timeoutMs ?? guests.length * guestTimeoutSec * 1000 + 120_000;
 
-  const image = linuxGuestImage();
+  const image = (opts.image ?? linuxGuestImage)();
   // The run directory is inside the project so that L1 sees it at the same path.
   const runs = join(cacheRoot, 'nested', 'runs');
   mkdirSync(runs, { recursive: true });
