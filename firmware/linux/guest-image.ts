@@ -43,13 +43,14 @@ export function linuxGuestImage(): LinuxImage {
 
 /**
  * The same guest on Debian's generic kernel, for the drivers the cloud flavour leaves out: ahci (SATA disks and
- * ATAPI drives through libata), the SCSI disk and CD-ROM drivers above it, and ISO 9660.
+ * ATAPI drives through libata), the SCSI disk and CD-ROM drivers above it, ISO 9660 and ext4.
  */
 export const genericGuestImageSpec: ImageSpec = {
   ...guestImageSpec,
   cacheDir: 'linux-guest-generic',
   kernelFlavour: 'amd64',
-  modules: [...guestImageSpec.modules, 'ahci', 'sd_mod', 'sr_mod', 'isofs'],
+  // ext4 is a module here (built into the cloud kernel); crc32c is its soft dependency, not in modules.dep.
+  modules: [...guestImageSpec.modules, 'ahci', 'sd_mod', 'sr_mod', 'isofs', 'crc32c_generic', 'ext4'],
   optionalModules: [],
 };
 

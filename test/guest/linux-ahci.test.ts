@@ -26,11 +26,15 @@ set -e
 fail() { echo "CHECK FAILED: $*"; exit 1; }
 for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/sda ] && [ -b /dev/sr1 ] && break; sleep 0.5; done
 [ -b /dev/sda ] || fail "no /dev/sda"
-# Which CD is which: the one on the first controller shares its host with the disk.
-host=$(basename $(readlink -f /sys/block/sda/device/../../..))
+# Which CD is which: the one on the first controller shares its PCI function with the disk (libata makes each port
+# its own SCSI host, so compare the path up to the PCI function).
+pcifn() { readlink -f /sys/block/$1/device | sed 's|/ata[0-9]*/.*||'; }
 for s in /sys/block/sr*; do
-  if [ "$(basename $(readlink -f $s/device/../../..))" = "$host" ]; then cd=$(basename $s); else other=$(basename $s); fi
+  s=$(basename $s)
+  echo "$s on $(pcifn $s)"
+  if [ "$(pcifn $s)" = "$(pcifn sda)" ]; then cd=$s; else other=$s; fi
 done
+echo "sda on $(pcifn sda)"
 [ -n "$cd" ] || fail "no CD next to the disk"
 [ -n "$other" ] || fail "no second CD (ahci-cd)"
 trim() { sed 's/ *$//' "$1"; }
@@ -95,7 +99,7 @@ test('linux-ahci: the generic kernel\'s ahci, sd and sr drivers on tsbhyve: ext4
         out.includes(`cdfile ${name} ${createHash('md5').update(data).digest('hex')}`), `${name} read from the mounted ISO matches the host file`);
     }
     t.match(out, /second cd files: other\.txt|second cd files: OTHER\.TXT/i, 'the ahci-cd controller\'s disc mounts too');
-    t.match(out, /cd write refused/, 'a write to the CD fails');
+    t.match(out, /cd write refused/, 'a write to the CD fails (the kernel sees a write-protected disc)');
     const want = createHash('md5').update(dataText).digest('hex');
     t.ok(out.includes(want), 'the guest read its file back with the md5 the host expects');
     t.equal(hostCheck(g!.console, 'e2fsck'), '0', 'e2fsck -fn on the host finds the file system clean');
