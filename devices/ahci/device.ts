@@ -60,6 +60,7 @@ export class AhciController implements PciDeviceModel {
         backend,
         atapi: false,
         lbaShift: Math.log2(logical),
+        engine: p.block.engine === 'threads' ? 'sync' : 'auto',
         identify: identifyDevice({
           serial: p.serial,
           firmware: p.revision,

@@ -10,6 +10,8 @@ export interface NativePortSetup {
   identify: Uint8Array;
   /** disks: log2 of the logical sector, 9 or 12 */
   lbaShift?: number;
+  /** 'auto' (default): disk reads and writes on io_uring where the kernel allows it; 'sync': one at a time on the worker */
+  engine?: 'auto' | 'sync';
   /** ATAPI INQUIRY strings */
   vendor?: string;
   product?: string;

@@ -116,6 +116,7 @@ class HbaWrap : public Napi::ObjectWrap<HbaWrap> {
       const double sh = shift.IsNumber() ? shift.As<Napi::Number>().DoubleValue() : 9;
       if (!(sh == 9 || sh == 12)) { ThrowType(env, "Hba: lbaShift 9 or 12"); return; }
       s.lbaShift = uint32_t(sh);
+      s.useUring = Str(po, "engine") != "sync";
       s.inquiry.vendor = Str(po, "vendor").empty() ? "BHYVE" : Str(po, "vendor");
       s.inquiry.product = Str(po, "product");
       s.inquiry.revision = Str(po, "revision");

@@ -1,5 +1,6 @@
 #include "ahci/hba.h"
 
+#include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <cstring>
 
 #include "ahci/ahci_spec.h"
+#include "block/async_io.h"
 
 namespace tsbhyve {
 namespace ahci {
@@ -18,7 +20,49 @@ uint16_t Le16(const uint8_t* p) { return uint16_t(p[0] | p[1] << 8); }
 // Largest DATA SET MANAGEMENT payload, in 512-byte blocks (IDENTIFY word 105 says the same).
 constexpr uint32_t kDsmMaxBlocks = 8;
 constexpr uint8_t kLogDirectory = 0x00, kLogNcqError = 0x10;
+// The ring's tag for the port's wake eventfd poll (command slots are 0-31).
+constexpr uint64_t kWakeTag = ~0ull;
+
+// The commands that move data between the disk and guest memory, and so can go on the ring.
+bool IsDiskTransfer(uint8_t op) {
+  switch (op) {
+    case kAtaReadDma: case kAtaReadDmaExt: case kAtaReadSectors: case kAtaReadSectorsExt: case kAtaReadMultiple:
+    case kAtaReadMultipleExt: case kAtaWriteDma: case kAtaWriteDmaExt: case kAtaWriteDmaFuaExt: case kAtaWriteSectors:
+    case kAtaWriteSectorsExt: case kAtaWriteMultiple: case kAtaWriteMultipleExt: case kAtaReadFpdma: case kAtaWriteFpdma:
+      return true;
+    default:
+      return false;
+  }
+}
 }  // namespace
+
+// What a command ended with: the ATA status and error for the D2H (or SDB) FIS, and how it completes.
+struct Hba::Done {
+  uint8_t status = kStDrdy | kStDsc;
+  uint8_t error = 0;
+  bool ncq = false;
+  unsigned tag = 0;
+  bool pioSetup = false;   // a PIO data-in command: a PIO Setup FIS precedes the D2H FIS
+  bool signature = false;  // the D2H FIS carries the device signature (device reset, IDENTIFY refused on ATAPI)
+  bool silent = false;     // no FIS at all (a control FIS setting SRST)
+  bool fatal = false;      // the command list or table is not in guest RAM: host bus fatal error
+  uint16_t count = 0;      // the D2H FIS's count field
+  uint64_t lba = 0;
+  bool failed() const { return fatal || (status & kStErr); }
+};
+
+// A disk read or write on the ring: what to move, and the completion it ends with when the I/O succeeds.
+struct Hba::Transfer {
+  bool pending = false;     // Ata described a transfer instead of doing it
+  bool write = false;
+  bool flushAfter = false;  // FUA, or the write cache is off: a flush follows before completion
+  bool flushing = false;
+  std::vector<struct iovec> iov;
+  uint64_t offset = 0;
+  uint64_t bytes = 0;
+  uint32_t run = 0;  // the engine run it was started in
+  Done done;
+};
 
 struct Hba::Port {
   unsigned index = 0;
@@ -40,22 +84,12 @@ struct Hba::Port {
   bool softReset = false; // a control FIS with SRST set arrived; the one clearing it resets the device
   bool writeCache = true;
   std::array<uint8_t, 512> ncqLog{};
+  // the ring engine (disks, unless io_uring is refused or aio=threads)
+  std::unique_ptr<block::AsyncIo> aio;
+  int wakeFd = -1;
+  unsigned inflight = 0;  // transfers on the ring
+  std::array<Transfer, kSlots> xfer;
   bool present() const { return setup.file != nullptr; }
-};
-
-// What a command ended with: the ATA status and error for the D2H (or SDB) FIS, and how it completes.
-struct Hba::Done {
-  uint8_t status = kStDrdy | kStDsc;
-  uint8_t error = 0;
-  bool ncq = false;
-  unsigned tag = 0;
-  bool pioSetup = false;   // a PIO data-in command: a PIO Setup FIS precedes the D2H FIS
-  bool signature = false;  // the D2H FIS carries the device signature (device reset, IDENTIFY refused on ATAPI)
-  bool silent = false;     // no FIS at all (a control FIS setting SRST)
-  bool fatal = false;      // the command list or table is not in guest RAM: host bus fatal error
-  uint16_t count = 0;      // the D2H FIS's count field
-  uint64_t lba = 0;
-  bool failed() const { return fatal || (status & kStErr); }
 };
 
 Hba::Hba(std::shared_ptr<const GuestMemory> mem, std::vector<PortSetup> ports, std::function<void(HbaEvent, uint32_t)> report)
@@ -84,7 +118,25 @@ void Hba::Start() {
     Port& p = *up;
     if (!p.present() || p.worker.joinable()) continue;
     p.quit = false;
-    p.worker = std::thread([this, &p] { Worker(p); });
+    if (!p.setup.atapi && p.setup.useUring) {
+      std::string why;
+      p.wakeFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      if (p.wakeFd >= 0) p.aio = block::AsyncIo::Create(p.setup.file, kSlots + 1, &why);
+      if (!p.aio && p.wakeFd >= 0) {
+        close(p.wakeFd);  // io_uring refused: the synchronous engine
+        p.wakeFd = -1;
+      }
+    }
+    if (p.aio) p.worker = std::thread([this, &p] { WorkerAsync(p); });
+    else p.worker = std::thread([this, &p] { Worker(p); });
+  }
+}
+
+void Hba::Wake(Port& p) {
+  p.work.notify_one();
+  if (p.wakeFd >= 0) {
+    const uint64_t one = 1;
+    (void)!write(p.wakeFd, &one, sizeof one);
   }
 }
 
@@ -94,9 +146,13 @@ void Hba::Stop() {
     {
       std::lock_guard<std::mutex> g(p.mu);
       p.quit = true;
+      Wake(p);
     }
     p.work.notify_all();
     if (p.worker.joinable()) p.worker.join();
+    p.aio.reset();  // waits for anything still in flight
+    if (p.wakeFd >= 0) close(p.wakeFd);
+    p.wakeFd = -1;
   }
 }
 
@@ -136,7 +192,7 @@ void Hba::ResetPortLocked(Port& p, bool powerOn) {
 void Hba::StopEngineLocked(Port& p, std::unique_lock<std::mutex>& l) {
   p.engineRun++;
   p.cmd &= ~kCmdST;
-  p.idle.wait(l, [&] { return !p.busy; });
+  p.idle.wait(l, [&] { return !p.busy && p.inflight == 0; });
   p.ci = p.sact = p.taken = 0;
   p.stalled = false;
   p.cmd &= ~(kCmdCR | (0x1fu << kCmdCcsShift));
@@ -243,7 +299,7 @@ void Hba::PortWrite(Port& p, uint32_t reg, uint32_t value) {
         p.cmd &= ~(0x1fu << kCmdCcsShift);
         p.nextSlot = 0;
         p.stalled = false;
-        p.work.notify_one();
+        Wake(p);
       }
       break;
     }
@@ -280,7 +336,7 @@ void Hba::PortWrite(Port& p, uint32_t reg, uint32_t value) {
     case kPxCi:
       if (p.cmd & kCmdST) {
         p.ci |= value;
-        p.work.notify_one();
+        Wake(p);
       }
       break;
     case kPxSntf: p.sntf &= ~value; break;
@@ -369,7 +425,7 @@ void Hba::Worker(Port& p) {
     const uint64_t clb = p.clb;
     const uint32_t run = p.engineRun;
     l.unlock();
-    Done d = Execute(p, slot, clb);
+    Done d = Execute(p, slot, clb, nullptr);
     l.lock();
     p.busy = false;
     p.taken &= ~(1u << slot);
@@ -378,7 +434,119 @@ void Hba::Worker(Port& p) {
   }
 }
 
-Hba::Done Hba::Execute(Port& p, unsigned slot, uint64_t clb) {
+// The ring engine: the disk's reads and writes (the NCQ tags above all) go on io_uring as the guest issues them,
+// up to the 32 slots, and complete as the disk finishes them. Any other command waits until the ring is empty and
+// then runs here with the lock released, as on the synchronous engine.
+void Hba::WorkerAsync(Port& p) {
+  block::AsyncIo& io = *p.aio;
+  bool armed = false;
+  std::unique_lock<std::mutex> l(p.mu);
+  for (;;) {
+    uint64_t tag;
+    block::Errno e = 0;
+    while (io.Next(&tag, &e)) {
+      if (tag == kWakeTag) {
+        armed = false;
+        uint64_t v;
+        while (read(p.wakeFd, &v, sizeof v) == sizeof v) {
+        }
+      } else if (tag < kSlots && FinishTransfer(p, unsigned(tag), e)) {
+        p.inflight--;
+      }
+    }
+    if (p.quit && p.inflight == 0) break;
+    // The wake poll is one-shot: armed again before this thread can sleep (a PxCI write between the read above
+    // and here is not lost: the poll sees the counter non-zero).
+    if (!armed && !p.quit) armed = io.PollIn(p.wakeFd, kWakeTag, &e);
+    while (!p.quit && (p.cmd & kCmdST) && !p.stalled && (p.ci & ~p.taken) != 0 && io.freeSlots() > 0) {
+      const uint32_t ready = p.ci & ~p.taken;
+      unsigned slot = p.nextSlot;
+      while (!(ready & (1u << slot))) slot = (slot + 1) % kSlots;
+      const uint64_t clb = p.clb;
+      // Peek at the command: only disk transfers share the ring with others in flight.
+      uint8_t hdr[kHeaderBytes], cfis[4] = {};
+      bool transfer = false;
+      if (mem_->Read(clb + uint64_t(slot) * kHeaderBytes, hdr, sizeof hdr) == MemError::kOk) {
+        const uint64_t ctba = (uint64_t(Le32(hdr + 12)) << 32 | Le32(hdr + 8)) & ~0x7full;
+        if (mem_->Read(ctba, cfis, sizeof cfis) == MemError::kOk)
+          transfer = cfis[0] == kFisH2D && (cfis[1] & 0x80) && !(Le32(hdr) & kHdrAtapi) && IsDiskTransfer(cfis[2]);
+      }
+      if (!transfer && (p.inflight > 0 || p.busy)) break;  // waits for the ring to drain
+      p.nextSlot = (slot + 1) % kSlots;
+      p.taken |= 1u << slot;
+      p.cmd = (p.cmd & ~(0x1fu << kCmdCcsShift)) | (slot << kCmdCcsShift);
+      const uint32_t run = p.engineRun;
+      if (transfer) {
+        // Reading the command table and PRDT is a copy from guest memory: done with the lock held.
+        Transfer& x = p.xfer[slot];
+        x.pending = false;
+        x.done = Execute(p, slot, clb, &x);
+        x.run = run;
+        if (!x.pending) {
+          p.taken &= ~(1u << slot);
+          CompleteLocked(p, slot, x.done);
+        } else if (StartTransfer(p, slot, x)) {
+          p.inflight++;
+        }
+        continue;
+      }
+      p.busy = true;
+      l.unlock();
+      Done d = Execute(p, slot, clb, nullptr);
+      l.lock();
+      p.busy = false;
+      p.taken &= ~(1u << slot);
+      if (run == p.engineRun && (p.cmd & kCmdST)) CompleteLocked(p, slot, d);
+    }
+    if (p.inflight == 0 && !p.busy) p.idle.notify_all();
+    l.unlock();
+    io.Submit(true);  // passes on what was started and sleeps until a completion or a wake
+    l.lock();
+  }
+  p.idle.notify_all();
+}
+
+// Puts a described transfer on the ring; false when it finished at once (ran inline, or was refused).
+bool Hba::StartTransfer(Port& p, unsigned slot, Transfer& x) {
+  block::AsyncIo& io = *p.aio;
+  block::Errno e = 0;
+  bool queued = x.write ? io.Writev(x.iov.data(), int(x.iov.size()), x.offset, slot, &e)
+                        : io.Readv(x.iov.data(), int(x.iov.size()), x.offset, slot, &e);
+  if (!queued && e == 0 && x.flushAfter) {
+    // Written at once (the page cache); the flush that must follow still goes on the ring.
+    x.flushing = true;
+    queued = io.Flush(slot, &e);
+  }
+  if (queued) return true;
+  FinishTransfer(p, slot, e);
+  return false;
+}
+
+// A transfer's I/O ended with `err`: a FUA write (or any write with the cache off) goes on to its flush; otherwise
+// the command completes, unless the engine was stopped meanwhile. True when the command is finished.
+bool Hba::FinishTransfer(Port& p, unsigned slot, int err) {
+  Transfer& x = p.xfer[slot];
+  if (err == 0 && x.flushAfter && !x.flushing) {
+    x.flushing = true;
+    block::Errno fe = 0;
+    if (p.aio->Flush(slot, &fe)) return false;
+    err = fe;
+  }
+  Done d = x.done;
+  if (err != 0) {
+    d.status = kStDrdy | kStErr;
+    d.error = x.write ? kErAbrt : (kErUnc | kErAbrt);
+    stats_.errors.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    (x.write ? stats_.bytesWritten : stats_.bytesRead).fetch_add(x.bytes, std::memory_order_relaxed);
+  }
+  x.pending = false;
+  p.taken &= ~(1u << slot);
+  if (x.run == p.engineRun && (p.cmd & kCmdST)) CompleteLocked(p, slot, d);
+  return true;
+}
+
+Hba::Done Hba::Execute(Port& p, unsigned slot, uint64_t clb, Transfer* defer) {
   stats_.commands.fetch_add(1, std::memory_order_relaxed);
   Done fatal;
   fatal.fatal = true;
@@ -416,13 +584,13 @@ Hba::Done Hba::Execute(Port& p, unsigned slot, uint64_t clb) {
   } else if (cfis[2] == kAtaPacket) {
     d = Packet(p, ctba, prdtl, cfis, table + kTableAcmd, &moved);
   } else {
-    d = Ata(p, ctba, prdtl, cfis, &moved);
+    d = Ata(p, ctba, prdtl, cfis, &moved, defer);
   }
   // PRDBC: the bytes moved.
   uint8_t count[4];
   std::memcpy(count, &moved, 4);
   if (mem_->Write(clb + uint64_t(slot) * kHeaderBytes + 4, count, 4) != MemError::kOk) return fatal;
-  if (d.failed()) stats_.errors.fetch_add(1, std::memory_order_relaxed);
+  if (d.failed() && !(defer && defer->pending)) stats_.errors.fetch_add(1, std::memory_order_relaxed);
   return d;
 }
 
@@ -496,7 +664,7 @@ std::vector<uint8_t> Hba::Identify(Port& p) {
   return id;
 }
 
-Hba::Done Hba::Ata(Port& p, uint64_t ctba, uint16_t prdtl, const uint8_t* f, uint32_t* moved) {
+Hba::Done Hba::Ata(Port& p, uint64_t ctba, uint16_t prdtl, const uint8_t* f, uint32_t* moved, Transfer* defer) {
   Done d;
   const uint8_t op = f[2];
   auto abort = [&](uint8_t error = kErAbrt) {
@@ -571,12 +739,23 @@ Hba::Done Hba::Ata(Port& p, uint64_t ctba, uint16_t prdtl, const uint8_t* f, uin
     const uint64_t bytes = uint64_t(count) << shift;
     std::vector<struct iovec> iov;
     if (!PrdtIov(*mem_, ctba, prdtl, bytes, !write, &iov)) return abort();
+    d.pioSetup = pio && !write;
+    *moved = uint32_t(std::min<uint64_t>(bytes, 0xffffffffu));
+    if (defer) {
+      // The worker puts it on the ring; `d` is its completion when the I/O succeeds.
+      defer->pending = true;
+      defer->write = write;
+      defer->flushAfter = write && (fua || !p.writeCache);
+      defer->flushing = false;
+      defer->iov = std::move(iov);
+      defer->offset = lba << shift;
+      defer->bytes = bytes;
+      return d;
+    }
     block::Errno e = write ? file.Writev(iov.data(), int(iov.size()), lba << shift) : file.Readv(iov.data(), int(iov.size()), lba << shift);
     if (e == 0 && write && (fua || !p.writeCache)) e = file.Flush();
     if (e != 0) return abort(write ? kErAbrt : (kErUnc | kErAbrt));
     (write ? stats_.bytesWritten : stats_.bytesRead).fetch_add(bytes, std::memory_order_relaxed);
-    *moved = uint32_t(std::min<uint64_t>(bytes, 0xffffffffu));
-    d.pioSetup = pio && !write;
     return d;
   }
 

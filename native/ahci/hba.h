@@ -6,8 +6,12 @@
 // and raises the HBA's interrupt: an eventfd (irqfd for MSI on KVM), or a report to the owner (INTx, or MSI
 // without KVM). What stays in TypeScript (devices/ahci): the PCI function, the options and the IDENTIFY data.
 //
+// Engines: a disk's reads and writes go through io_uring (block/async_io.h), so the 32 NCQ tags a guest queues are
+// all in flight on the disk at once; every other command, and every command where io_uring is refused, runs on the
+// worker one at a time, after what is in flight has finished.
+//
 // Locks: each port has a mutex for its registers; the HBA-wide registers have another. A port never holds its
-// lock across block I/O; the HBA lock is taken inside a port lock, never the other way round.
+// lock across blocking I/O; the HBA lock is taken inside a port lock, never the other way round.
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -31,6 +35,7 @@ struct PortSetup {
   std::vector<uint8_t> identify;           // 512 bytes: IDENTIFY DEVICE, or IDENTIFY PACKET DEVICE for ATAPI
   AtapiIdentity inquiry;                   // ATAPI INQUIRY strings
   uint32_t lbaShift = 9;                   // disks: log2 of the logical sector
+  bool useUring = true;                    // false: every command runs synchronously on the worker (aio=threads)
 };
 
 enum class HbaEvent : int {
@@ -76,14 +81,21 @@ class Hba {
   static constexpr uint32_t kRegs = 0x100;
   struct Port;
   struct Done;
+  struct Transfer;
 
   void ResetPortLocked(Port& p, bool powerOn);
   void StopEngineLocked(Port& p, std::unique_lock<std::mutex>& l);
   void PortWrite(Port& p, uint32_t reg, uint32_t value);
   uint32_t PortRead(Port& p, uint32_t reg);
   void Worker(Port& p);
-  Done Execute(Port& p, unsigned slot, uint64_t clb);
-  Done Ata(Port& p, uint64_t ctba, uint16_t prdtl, const uint8_t* cfis, uint32_t* moved);
+  void WorkerAsync(Port& p);
+  void Wake(Port& p);
+  // Runs the command in `slot`; with `defer`, a disk read or write is not done but described in *defer (and the
+  // returned Done is what it completes with if it succeeds).
+  Done Execute(Port& p, unsigned slot, uint64_t clb, Transfer* defer);
+  Done Ata(Port& p, uint64_t ctba, uint16_t prdtl, const uint8_t* cfis, uint32_t* moved, Transfer* defer);
+  bool StartTransfer(Port& p, unsigned slot, Transfer& x);
+  void FinishTransfer(Port& p, unsigned slot, int err);
   Done Packet(Port& p, uint64_t ctba, uint16_t prdtl, const uint8_t* cfis, const uint8_t* acmd, uint32_t* moved);
   void CompleteLocked(Port& p, unsigned slot, const Done& d);
   void WriteFisLocked(Port& p, uint32_t at, const uint8_t* fis, unsigned len);
