@@ -1,5 +1,5 @@
 // npm run bench: every benchmark, each printing its table of figures and ratios. The guest benches (boot, exits,
-// the test guest's pio and virtio-blk) need KVM: on a host without a usable /dev/kvm they all run inside one
+// the test guest's pio, virtio-blk, nvme and ahci) need KVM: on a host without a usable /dev/kvm they all run inside one
 // nested-KVM L1 (test/harness/nested), tsbhyve and its QEMU+KVM peer side by side there, and their titles say
 // "nested (TCG L1)". The no-VM benches (bench/virtio-blk, bench/nvme, bench/ahci) run on the host either way.
 // Usage: node --import tsx bench/run.ts [guest|host]   (default: both)
@@ -9,7 +9,7 @@ import { kvmHostStatus } from '../src/vm/kvm-host.js';
 import { L1Error, runInL1 } from '../test/harness/nested/l1.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
-const guestBenches = ['bench/boot/run.ts', 'bench/exits/run.ts', 'bench/testguest/pio.ts', 'bench/testguest/virtio-blk.ts', 'bench/testguest/nvme.ts'];
+const guestBenches = ['bench/boot/run.ts', 'bench/exits/run.ts', 'bench/testguest/pio.ts', 'bench/testguest/virtio-blk.ts', 'bench/testguest/nvme.ts', 'bench/testguest/ahci.ts'];
 const hostBenches = ['bench/virtio-blk/run.ts', 'bench/nvme/run.ts', 'bench/ahci/run.ts'];
 const which = process.argv[2] ?? 'all';
 

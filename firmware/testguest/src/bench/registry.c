@@ -3,13 +3,14 @@
 #include "../lib/print.h"
 #include "../lib/string.h"
 
-extern const struct bench bench_pio, bench_mmio, bench_virtio_blk, bench_nvme;
+extern const struct bench bench_pio, bench_mmio, bench_virtio_blk, bench_nvme, bench_ahci;
 
 const struct bench *const benches[] = {
 	&bench_pio,
 	&bench_mmio,
 	&bench_virtio_blk,
 	&bench_nvme,
+	&bench_ahci,
 	0,
 };
 

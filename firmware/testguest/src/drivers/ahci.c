@@ -348,6 +348,29 @@ int ahci_wait(struct ahci *h, int port, uint32_t *done, uint64_t timeout_ns) {
 	return 0;
 }
 
+int ahci_poll(struct ahci *h, int port, uint32_t *done, int errors) {
+	struct ahci_port *p = &h->port[port];
+	*done = 0;
+	if (!p->outstanding) return 0;
+	uint32_t busy = prd(h, port, p->ncq ? PX_SACT : PX_CI);
+	if (p->ncq) note_sact(p, busy);
+	uint32_t finished = p->outstanding & ~busy;
+	if (!finished) {
+		uint32_t is = errors ? prd(h, port, PX_IS) : 0;
+		return is & IS_FATAL ? port_failed(h, port, is, 0) : 0;
+	}
+	/* A queued command's PxCI bit may still be set after its PxSACT bit cleared: the slot is not free yet. */
+	if (p->ncq) finished &= ~prd(h, port, PX_CI);
+	uint32_t is = prd(h, port, PX_IS);
+	if (is & IS_FATAL) return port_failed(h, port, is, 0);
+	p->outstanding &= ~finished;
+	p->ncq &= ~finished;
+	*done = finished;
+	return 0;
+}
+
+int ahci_give_up(struct ahci *h, int port) { return port_failed(h, port, prd(h, port, PX_IS), 1); }
+
 int ahci_exec(struct ahci *h, int port, const struct ahci_cmd *c) {
 	if (!h->port[port].present || h->port[port].outstanding) return AHCI_TIMEOUT;
 	if (ahci_prepare(h, port, 0, c) < 0) return AHCI_ERROR | ATA_STS_ERR | ATA_ERR_ABRT << 8;

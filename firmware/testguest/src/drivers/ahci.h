@@ -142,6 +142,15 @@ void ahci_issue(struct ahci *h, int port, uint32_t slots, int ncq);
  * nothing is outstanding any more (*done = 0: every command that was outstanding failed).
  */
 int ahci_wait(struct ahci *h, int port, uint32_t *done, uint64_t timeout_ns);
+/*
+ * One look at `port` without waiting, for polled loops that count exits (the benchmark): PxSACT (or PxCI)
+ * while nothing finishes, then PxCI and PxIS; nothing is acknowledged (polled, PxIE is 0). `errors` = 1
+ * also reads PxIS when nothing finished (a failed NCQ command keeps its PxSACT bit). Returns as ahci_wait;
+ * *done may be 0.
+ */
+int ahci_poll(struct ahci *h, int port, uint32_t *done, int errors);
+/* Gives up on what is outstanding after the caller's own time limit: registers recorded, port recovered. Returns AHCI_TIMEOUT. */
+int ahci_give_up(struct ahci *h, int port);
 /* One command in slot 0, issued and waited for (10 s). Returns as ahci_wait. */
 int ahci_exec(struct ahci *h, int port, const struct ahci_cmd *c);
 /* Bytes the HBA says slot `slot`'s last command moved (PRDBC). */
