@@ -477,16 +477,26 @@ void Hba::WorkerAsync(Port& p) {
       p.cmd = (p.cmd & ~(0x1fu << kCmdCcsShift)) | (slot << kCmdCcsShift);
       const uint32_t run = p.engineRun;
       if (transfer) {
-        // Reading the command table and PRDT is a copy from guest memory: done with the lock held.
+        // Outside the lock, as on the synchronous engine: the guest's register accesses (its interrupt handler
+        // reaping earlier completions) go on while this command is read and started.
+        p.busy = true;
+        l.unlock();
         Transfer& x = p.xfer[slot];
         x.pending = false;
         x.done = Execute(p, slot, clb, &x);
         x.run = run;
-        if (!x.pending) {
-          p.taken &= ~(1u << slot);
-          CompleteLocked(p, slot, x.done);
-        } else if (StartTransfer(p, slot, x)) {
+        block::Errno err = 0;
+        const bool queued = x.pending && StartTransfer(p, slot, x, &err);
+        l.lock();
+        p.busy = false;
+        if (queued) {
           p.inflight++;
+        } else if (x.pending) {
+          // Done at once (a cached read, a page-cache write, or refused); a flush may still follow on the ring.
+          if (!FinishTransfer(p, slot, err)) p.inflight++;
+        } else {
+          p.taken &= ~(1u << slot);
+          if (run == p.engineRun && (p.cmd & kCmdST)) CompleteLocked(p, slot, x.done);
         }
         continue;
       }
@@ -506,10 +516,21 @@ void Hba::WorkerAsync(Port& p) {
   p.idle.notify_all();
 }
 
-// Puts a described transfer on the ring; false when it finished at once (ran inline, or was refused).
-bool Hba::StartTransfer(Port& p, unsigned slot, Transfer& x) {
+// Starts a described transfer: true when it is on the ring; false when it finished at once (a read the page cache
+// held, a write into the page cache, or refused), with its result in *err. Runs on the worker without the lock.
+bool Hba::StartTransfer(Port& p, unsigned slot, Transfer& x, int* err) {
   block::AsyncIo& io = *p.aio;
   block::Errno e = 0;
+  if (!x.write) {
+    // A read the page cache holds is a copy: done here, it completes at once and the guest sees completions
+    // stream in, instead of whole batches after a trip through the ring.
+    e = p.setup.file->ReadvCached(x.iov.data(), int(x.iov.size()), x.offset);
+    if (e != EAGAIN) {
+      *err = e;
+      return false;
+    }
+    e = 0;
+  }
   bool queued = x.write ? io.Writev(x.iov.data(), int(x.iov.size()), x.offset, slot, &e)
                         : io.Readv(x.iov.data(), int(x.iov.size()), x.offset, slot, &e);
   if (!queued && e == 0 && x.flushAfter) {
@@ -517,9 +538,8 @@ bool Hba::StartTransfer(Port& p, unsigned slot, Transfer& x) {
     x.flushing = true;
     queued = io.Flush(slot, &e);
   }
-  if (queued) return true;
-  FinishTransfer(p, slot, e);
-  return false;
+  *err = e;
+  return queued;
 }
 
 // A transfer's I/O ended with `err`: a FUA write (or any write with the cache off) goes on to its flush; otherwise

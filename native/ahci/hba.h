@@ -94,8 +94,8 @@ class Hba {
   // returned Done is what it completes with if it succeeds).
   Done Execute(Port& p, unsigned slot, uint64_t clb, Transfer* defer);
   Done Ata(Port& p, uint64_t ctba, uint16_t prdtl, const uint8_t* cfis, uint32_t* moved, Transfer* defer);
-  bool StartTransfer(Port& p, unsigned slot, Transfer& x);
-  void FinishTransfer(Port& p, unsigned slot, int err);
+  bool StartTransfer(Port& p, unsigned slot, Transfer& x, int* err);
+  bool FinishTransfer(Port& p, unsigned slot, int err);
   Done Packet(Port& p, uint64_t ctba, uint16_t prdtl, const uint8_t* cfis, const uint8_t* acmd, uint32_t* moved);
   void CompleteLocked(Port& p, unsigned slot, const Done& d);
   void WriteFisLocked(Port& p, uint32_t at, const uint8_t* fis, unsigned len);

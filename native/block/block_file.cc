@@ -245,6 +245,21 @@ Errno BlockFile::Transfer(const struct iovec* iov, int iovcnt, uint64_t off, boo
 
 Errno BlockFile::Readv(const struct iovec* iov, int iovcnt, uint64_t off) { return Transfer(iov, iovcnt, off, false); }
 
+Errno BlockFile::ReadvCached(const struct iovec* iov, int iovcnt, uint64_t off) {
+  if (direct_ || iovcnt > IOV_MAX) return EAGAIN;
+  uint64_t total = 0;
+  for (int i = 0; i < iovcnt; i++) {
+    if (iov[i].iov_len > UINT64_MAX - total) return EINVAL;
+    total += iov[i].iov_len;
+  }
+  if (!RangeOk(off, total) || off > uint64_t(INT64_MAX)) return EIO;
+  if (total == 0) return 0;
+  // RWF_NOWAIT: the kernel copies what the page cache holds and refuses (EAGAIN) rather than wait for the disk.
+  const ssize_t n = preadv2(fd_, iov, iovcnt, off_t(off), RWF_NOWAIT);
+  if (n < 0) return errno == EOPNOTSUPP || errno == EINTR ? EAGAIN : errno;
+  return uint64_t(n) == total ? 0 : EAGAIN;  // a partial copy: the rest is not cached; the caller reads it all again
+}
+
 Errno BlockFile::Writev(const struct iovec* iov, int iovcnt, uint64_t off) {
   if (readOnly_) return EROFS;
   return Transfer(iov, iovcnt, off, true);

@@ -61,6 +61,11 @@ class BlockFile {
   // without async buffered writes (ext4 among them) passes each one to a kernel worker thread.
   bool writesToPageCache() const { return !direct_ && !sync_ && !isBlockDevice_; }
 
+  // A read that only copies from the page cache: 0 when all of it was cached and copied, EAGAIN when some of it
+  // would have to wait for the disk (or the file is O_DIRECT), which the caller then reads through its engine.
+  // Lets a queue worker finish cached reads at once instead of a round trip through io_uring.
+  Errno ReadvCached(const struct iovec* iov, int iovcnt, uint64_t off);
+
   // Whole transfers at byte offset `off`; a short transfer or an access past the end is an error (EIO).
   Errno Readv(const struct iovec* iov, int iovcnt, uint64_t off);
   Errno Writev(const struct iovec* iov, int iovcnt, uint64_t off);
