@@ -8,6 +8,7 @@ export const l1Costs: Record<string, number> = {
   'test/devices/virtio-blk/cli.test.ts': 182,
   'test/firmware/virtio-blk.test.ts': 156,
   'test/firmware/nvme-durability.test.ts': 155,
+  'test/firmware/ahci-durability.test.ts': 140,
   'test/guest/linux-ahci.test.ts': 105,
   'test/firmware/pwrbtn.test.ts': 99,
   'test/firmware/ahci.test.ts': 90,
