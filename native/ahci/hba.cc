@@ -88,6 +88,7 @@ struct Hba::Port {
   std::unique_ptr<block::AsyncIo> aio;
   int wakeFd = -1;
   unsigned inflight = 0;  // transfers on the ring
+  bool ringAsleep = false;  // the ring worker is in (or about to enter) its wait: a PxCI write must wake it
   std::array<Transfer, kSlots> xfer;
   bool present() const { return setup.file != nullptr; }
 };
@@ -134,7 +135,9 @@ void Hba::Start() {
 
 void Hba::Wake(Port& p) {
   p.work.notify_one();
-  if (p.wakeFd >= 0) {
+  // The ring engine looks at PxCI again before it sleeps, so only a worker already asleep needs the eventfd (a
+  // write system call on the vCPU thread per PxCI write otherwise).
+  if (p.wakeFd >= 0 && (p.ringAsleep || p.quit)) {
     const uint64_t one = 1;
     (void)!write(p.wakeFd, &one, sizeof one);
   }
@@ -509,9 +512,11 @@ void Hba::WorkerAsync(Port& p) {
       if (run == p.engineRun && (p.cmd & kCmdST)) CompleteLocked(p, slot, d);
     }
     if (p.inflight == 0 && !p.busy) p.idle.notify_all();
+    p.ringAsleep = true;
     l.unlock();
     io.Submit(true);  // passes on what was started and sleeps until a completion or a wake
     l.lock();
+    p.ringAsleep = false;
   }
   p.idle.notify_all();
 }
