@@ -4,7 +4,8 @@
 // patterns with multi-entry PRDTs and several tags in flight, MSI completions, FLUSH, TRIM, errors past the end and
 // the port's recovery, the ATAPI commands an OS sends); the host then checks the disk file (pattern, the CRC-32
 // lines, the trimmed range as zeros) and every "cdfile" line against the file it put on the ISO. tsbhyve's AHCI
-// (-s 4,ahci,hd:FILE[,opts],cd:ISO) runs the same suite with the same host checks, and a multi-port variant.
+// (-s 4,ahci,hd:FILE[,opts],cd:ISO) runs the same suite with the same host checks, and a multi-port variant. The hostile
+// suite (hostile=1, suites/ahci_hostile.c) runs on both: QEMU with lenient=1, tsbhyve held to the exact statuses.
 import test, { type Test } from 'tape';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
@@ -36,15 +37,32 @@ const qemuCd = (iso: string, bus: string): string[] => [
   '-device', `ide-cd,drive=c0,bus=${bus}`,
 ];
 
-function guestPassed(t: Test, output: string): ReturnType<typeof parseTestguestOutput> {
+/** `known`: guest FAILs that are known deviations, reported as comments and left out of the DONE count. */
+function guestPassed(t: Test, output: string, known: RegExp[] = []): ReturnType<typeof parseTestguestOutput> {
   const out = parseTestguestOutput(output);
   t.ok(out.ready, 'guest printed TESTGUEST READY');
   t.equal(out.exception, null, 'no exception');
-  for (const c of out.checks) if (c.status === 'FAIL') t.fail(`guest: FAIL ${c.details}`);
+  let knownFails = 0;
+  for (const c of out.checks) {
+    if (c.status !== 'FAIL') continue;
+    if (known.some((re) => re.test(c.details))) {
+      knownFails++;
+      t.comment(`known deviation: FAIL ${c.details}`);
+    } else {
+      t.fail(`guest: FAIL ${c.details}`);
+    }
+  }
   t.ok(out.pass > 10, `${out.pass} guest checks passed`);
   if (!out.done) t.comment(`no DONE line; the output ends: ${output.trimEnd().split('\n').slice(-3).join(' | ')}`);
-  t.deepEqual(out.done, { pass: out.pass, fail: 0 }, 'DONE with no failures');
+  t.deepEqual(out.done, { pass: out.pass, fail: knownFails }, knownFails ? `DONE with no failures but the ${knownFails} known` : 'DONE with no failures');
   return out;
+}
+
+/** The hostile cases' checks that passed (not their good reads), and the good reads after them. */
+function hostileCounts(out: ReturnType<typeof parseTestguestOutput>): { cases: number; goodReads: number } {
+  const passed = out.checks.filter((c) => c.status === 'PASS' && /^hostile /.test(c.details));
+  const goodReads = passed.filter((c) => /^hostile .*: good read status=0x0 correct afterwards$/.test(c.details)).length;
+  return { cases: passed.length - goodReads, goodReads };
 }
 
 /** What the disk file must hold after a run with `seed` over the whole (8 MiB) disk. */
@@ -122,6 +140,22 @@ test('QEMU ICH9 AHCI: a disk on port 3 named by port=, polled (irq=poll, a secon
   t.deepEqual(patternMismatches(readFileSync(disk), 0, 2048, 77).slice(0, 8), [], 'span=4096: the first half holds the pattern');
 });
 
+test('QEMU ICH9 AHCI: hostile commands and register writes (lenient=1: what QEMU 7.2 does instead), the port serving good reads after each', { skip: !!skip }, async (t) => {
+  const iso = makeIso(discFiles(), { volume: 'HOSTILE' });
+  cleanups.push(dirname(iso));
+  const r = await runTestguestInQemu({
+    append: 'test=ahci,hostile=1,lenient=1,seed=31',
+    extraArgs: [...qemuDisk(freshDisk(), 'ide.0'), ...qemuCd(iso, 'ide.1')],
+  });
+  t.comment(`elapsed ${r.elapsedMs} ms accel=${r.accel}${r.signal ? `, QEMU ended by ${r.signal}` : ''}`);
+  t.equal(r.signal, null, 'QEMU survived');
+  const out = guestPassed(t, r.output);
+  const { cases, goodReads } = hostileCounts(out);
+  t.ok(cases >= 30, `${cases} hostile checks passed`);
+  t.ok(goodReads >= 30, `good reads after each case: ${goodReads}`);
+  t.ok(out.checks.some((c) => /^hostile cd READ\(12\) of FFFFFFFFh blocks: .*sense 5\/21\/00 \(CHECK/.test(c.details)), 'the CD cases ran');
+});
+
 // ---- tsbhyve ----
 
 test('tsbhyve ahci: hd and cd ports; IDENTIFY against ser= and nmrr=; DMA and NCQ patterns, sums, FLUSH, TRIM, errors; ATAPI and the ISO files', { skip: !!skip }, async (t) => {
@@ -159,4 +193,67 @@ test('tsbhyve ahci: three ports, the checked disk on port 1 with nocache, polled
   t.ok(/completions polled/.test(r.stdout), 'completions polled');
   t.deepEqual(patternMismatches(readFileSync(disk), 0, 2048, 91).slice(0, 8), [], 'port 1\'s file holds the pattern');
   t.ok(readFileSync(other).equals(before), 'port 0\'s file is unchanged');
+});
+
+// What tsbhyve answers to each hostile case (AHCI 1.3.1, ACS-3, SPC-4, MMC-6; devices/ahci/README.md).
+const TSBHYVE_HOSTILE: Array<[string, RegExp]> = [
+  ['command table in the MMIO hole', /PxIS 0x20000000 HBFS/],
+  ['command table at 1 TiB (CTBAU)', /PxIS 0x20000000 HBFS/],
+  ['command list (PxCLB) in the MMIO hole', /PxIS 0x20000000 HBFS/],
+  ['PRD buffer in the MMIO hole', /ERR 0x04 .*TFES/],
+  ['PRD buffer at 1 TiB', /ERR 0x04 .*TFES/],
+  ['PRD running off the end of RAM (write)', /ERR 0x04 .*TFES/],
+  ['PRDT of 2 KiB for 8 sectors', /ERR 0x04 .*TFES/],
+  ['PRDTL 0 with READ DMA EXT', /ERR 0x04 .*TFES/],
+  ['CFL 0', /ERR 0x04 .*TFES/],
+  ['CFL 17', /ERR 0x04 .*TFES/],
+  ['FIS type 34h (device to host)', /ERR 0x04 .*TFES/],
+  ['C bit and SRST clear, READ DMA EXT in the FIS', /completed, PRDBC 0 /],
+  ['READ DMA EXT count 0 (65536 sectors) at 0 of 16384', /ERR 0x14 .*TFES/],
+  ['READ DMA EXT at LBA 2^47', /ERR 0x14 .*TFES/],
+  ['READ DMA EXT at LBA 16384 (the capacity)', /ERR 0x14 .*TFES/],
+  ['NCQ READ FPDMA QUEUED in slot 3 without its PxSACT bit', /completed, PRDBC 4096, data correct, PxSACT 0x0/],
+  ['NCQ read of 8 sectors at the last LBA, tag 5', /ERR 0x14 .*TFES/],
+  ['READ LOG EXT 10h after it', /status=0x0, tag 5 NQ 0, STS 0x41 ERR 0x14, checksum ok/],
+  ['DATA SET MANAGEMENT TRIM of 0 blocks', /ERR 0x04 .*TFES/],
+  ['DATA SET MANAGEMENT TRIM of 65535 blocks (a 512-byte PRDT)', /ERR 0x04 .*TFES/],
+  ['DATA SET MANAGEMENT without the TRIM bit', /ERR 0x04 .*TFES/],
+  ['DATA SET MANAGEMENT TRIM of 16 sectors at 16380', /ERR 0x14 .*TFES/],
+  ['READ LOG EXT of 0 pages (the directory)', /ERR 0x04 .*TFES/],
+  ['READ LOG EXT of log 30h (not in the directory)', /ERR 0x04 .*TFES/],
+  ['4 rounds of 32 slots of random headers and FISes', /0 time-outs/],
+  ['byte write to PxIE and word write to PxIE+2', /\(unchanged\)$/],
+  ['cd READ(12) of FFFFFFFFh blocks', /sense 5\/21\/00 \(CHECK CONDITION/],
+  ['cd READ(10) of 4 blocks into a 2 KiB PRDT', /sense 5\/24\/00 \(CHECK CONDITION/],
+  ['cd INQUIRY with allocation length 0', /completed, PRDBC 0, data untouched/],
+  ['cd WRITE(10)', /sense 7\/27\/00 \(CHECK CONDITION/],
+  ['cd opcode D9h', /sense 5\/20\/00 \(CHECK CONDITION/],
+];
+// tsbhyve keeps full register state for the ports CAP.NP counts but PI leaves out (bhyve's DEF_PORTS): PxCMD.ST,
+// PxCI and PxSACT written there stick (nothing runs). AHCI 1.3.1 §3.1.4 makes such ports unavailable to software.
+const TSBHYVE_KNOWN = [/^hostile writes to port \d+ \(not in PI/];
+let tsbhyveHostile = '';
+
+test('tsbhyve ahci: hostile commands and register writes get the errors AHCI, ACS-3 and MMC give, then good ones work (strict)', { skip: !!skip }, async (t) => {
+  const iso = makeIso(discFiles(), { volume: 'HOSTILE' });
+  cleanups.push(dirname(iso));
+  const r = await runTestguestInTsbhyve({ append: 'test=ahci,hostile=1,seed=32', extraArgs: ['-s', `4,ahci,hd:${freshDisk()},cd:${iso}`] });
+  tsbhyveHostile = r.stdout;
+  t.comment(`elapsed ${r.elapsedMs} ms`);
+  const out = guestPassed(t, r.stdout, TSBHYVE_KNOWN);
+  const { cases, goodReads } = hostileCounts(out);
+  t.ok(cases >= 30, `${cases} hostile checks passed`);
+  t.ok(goodReads >= 32, `good reads after each case: ${goodReads}`);
+  t.equal(out.checks.filter((c) => /\(lenient/.test(c.details)).length, 0, 'nothing passed only by leniency');
+  for (const [what, want] of TSBHYVE_HOSTILE) {
+    const c = out.checks.find((x) => x.details.startsWith(`hostile ${what}: `));
+    t.ok(c && c.status === 'PASS' && want.test(c.details), `${what}: ${c ? c.details.slice(`hostile ${what}: `.length) : 'not run'}`);
+  }
+  t.equal(r.code, 1, 'tsbhyve survived and the guest powered off');
+});
+
+test('tsbhyve ahci: writes to a port PI does not name are ignored (known deviation: they stick)', { skip: !!skip, todo: true }, (t) => {
+  const c = parseTestguestOutput(tsbhyveHostile).checks.find((x) => /^hostile writes to port \d+ \(not in PI/.test(x.details));
+  t.ok(c && c.status === 'PASS', c ? c.details : 'not run');
+  t.end();
 });

@@ -305,6 +305,7 @@ static int port_failed(struct ahci *h, int port, uint32_t is, int timed_out) {
 	p->err_serr = prd(h, port, PX_SERR);
 	p->err_ci = prd(h, port, PX_CI);
 	p->err_sact = prd(h, port, PX_SACT);
+	p->err_cmd = prd(h, port, PX_CMD);	/* CCS (bits 12:8): the slot the HBA was working on */
 	ahci_port_recover(h, port);
 	return timed_out ? AHCI_TIMEOUT : AHCI_ERROR | (int)(p->err_tfd & 0xFFFF);
 }
@@ -382,6 +383,25 @@ int ahci_exec(struct ahci *h, int port, const struct ahci_cmd *c) {
 }
 
 uint32_t ahci_prdbc(const struct ahci *h, int port, int slot) { return h->port[port].clb[slot].prdbc; }
+
+uint32_t ahci_port_read(const struct ahci *h, int port, uint32_t off) { return prd(h, port, off); }
+void ahci_port_write(const struct ahci *h, int port, uint32_t off, uint32_t v) { pwr(h, port, off, v); }
+uintptr_t ahci_port_regs(const struct ahci *h, int port) { return port_base(h, port); }
+
+int ahci_port_move_clb(struct ahci *h, int port, uint64_t clb) {
+	struct ahci_port *p = &h->port[port];
+	if (!clb) clb = (uint64_t)(uintptr_t)p->clb;
+	p->outstanding = p->ncq = 0;
+	pwr(h, port, PX_CMD, prd(h, port, PX_CMD) & ~CMD_ST);
+	if (port_wait(h, port, PX_CMD, CMD_CR, 0, 500 * MS)) return -1;
+	pwr(h, port, PX_CLB, (uint32_t)clb);
+	pwr(h, port, PX_CLBU, (uint32_t)(clb >> 32));
+	pwr(h, port, PX_SERR, 0xFFFFFFFFu);
+	pwr(h, port, PX_IS, 0xFFFFFFFFu);
+	hwr(h, HBA_IS, 1u << port);
+	pwr(h, port, PX_CMD, prd(h, port, PX_CMD) | CMD_ST);
+	return (prd(h, port, PX_CMD) & CMD_ST) ? 1 : 0;
+}
 
 int ahci_rw(struct ahci *h, int port, int write, uint64_t lba, uint32_t sectors, void *buf, uint32_t prd_max) {
 	struct ahci_cmd c = { .command = write ? ATA_CMD_WRITE_DMA_EXT : ATA_CMD_READ_DMA_EXT, .lba = lba,

@@ -105,7 +105,7 @@ struct ahci_port {
 	uint32_t sact_peak;			/* most PxSACT bits seen set at once */
 	uint32_t recoveries, comresets;
 	/* Registers as they were at the last error or time-out */
-	uint32_t err_is, err_tfd, err_serr, err_ci, err_sact;
+	uint32_t err_is, err_tfd, err_serr, err_ci, err_sact, err_cmd;
 };
 
 enum ahci_irq { AHCI_IRQ_POLL, AHCI_IRQ_MSI };
@@ -155,6 +155,16 @@ int ahci_give_up(struct ahci *h, int port);
 int ahci_exec(struct ahci *h, int port, const struct ahci_cmd *c);
 /* Bytes the HBA says slot `slot`'s last command moved (PRDBC). */
 uint32_t ahci_prdbc(const struct ahci *h, int port, int slot);
+
+/* Raw access for tests that do what a driver must not: a port register (32 bits), and the port's register block in ABAR. */
+uint32_t ahci_port_read(const struct ahci *h, int port, uint32_t off);
+void ahci_port_write(const struct ahci *h, int port, uint32_t off, uint32_t v);
+uintptr_t ahci_port_regs(const struct ahci *h, int port);
+/*
+ * Points `port`'s command list at `clb` (0: its own list again): ST off and CR clear, PxCLB/PxCLBU, PxSERR and
+ * PxIS cleared, ST on. Returns 1 when PxCMD.ST reads back set, 0 when the HBA would not start, -1 when CR stayed set.
+ */
+int ahci_port_move_clb(struct ahci *h, int port, uint64_t clb);
 
 /* READ/WRITE DMA EXT of `sectors` (1..65536) at `lba`. */
 int ahci_rw(struct ahci *h, int port, int write, uint64_t lba, uint32_t sectors, void *buf, uint32_t prd_max);

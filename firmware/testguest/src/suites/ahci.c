@@ -1,5 +1,5 @@
 /*
- * test=ahci[,port=N][,cdport=N][,ser=S][,model=S][,sectors=N][,seed=N][,span=N][,ssd=1][,irq=poll]
+ * test=ahci[,port=N][,cdport=N][,ser=S][,model=S][,sectors=N][,seed=N][,span=N][,ssd=1][,irq=poll][,hostile=1[,lenient=1]]
  *
  * The first AHCI HBA (Serial ATA AHCI 1.3.1) and the disk on `port` (default: the first port
  * with an ATA signature):
@@ -15,7 +15,9 @@
  *   - FLUSH CACHE EXT; DATA SET MANAGEMENT TRIM of [1/2, 3/4) of the span when IDENTIFY
  *     offers it ("INFO discarded"); reads at and across the end fail with ABRT or IDNF and the
  *     port recovers (a good read follows);
- *   - the CD on `cdport` (default the first ATAPI port; none: no CD checks), suites/ahci_cd.c.
+ *   - the CD on `cdport` (default the first ATAPI port; none: no CD checks), suites/ahci_cd.c;
+ *   - hostile=1[,lenient=1]: after IDENTIFY, malformed commands and register writes on the disk and the CD
+ *     (suites/ahci_hostile.c) instead of the data checks.
  */
 #include "suite.h"
 #include "../drivers/ahci.h"
@@ -35,6 +37,7 @@
 #define PRD_NCQ (12u * 1024u)
 
 void ahci_cd(struct ahci *h, int port);
+void ahci_hostile(struct ahci *h, int port, uint64_t sectors, int trim, int cdport, uint32_t seed, const char *options);
 
 static uint8_t *buffers[DEPTH];
 static uint16_t *id;
@@ -297,6 +300,10 @@ static void run(const char *options) {
 		check((p->ssts & 0xF) == 3 && p->sig == AHCI_SIG_ATA && p->present, "port %d: link up (PxSSTS 0x%x, DET=3), signature 0x%08x (ATA disk)",
 		      d.port, p->ssts, p->sig);
 		if (p->present && identify(h, &d, options) == 0) {
+			if (optlist_get_u64(options, "hostile", 0)) {
+				ahci_hostile(h, d.port, d.sectors, d.trim, pick_port(h, options, "cdport", AHCI_SIG_ATAPI), seed, options);
+				return;
+			}
 			data_path(h, &d, options, seed);
 			commands(h, &d, options, seed);
 		}
@@ -309,5 +316,5 @@ static void run(const char *options) {
 }
 
 const struct suite suite_ahci = { "ahci",
-	"AHCI: HBA bring-up, IDENTIFY, DMA and NCQ patterns, FLUSH, TRIM, errors and recovery, ATAPI CD (port= cdport= ser= model= sectors= seed= span= ssd= irq=poll)",
+	"AHCI: HBA bring-up, IDENTIFY, DMA and NCQ patterns, FLUSH, TRIM, errors and recovery, ATAPI CD (port= cdport= ser= model= sectors= seed= span= ssd= irq=poll hostile= lenient=)",
 	run };
