@@ -273,6 +273,8 @@ void Hba::Write(uint32_t off, uint32_t value) {
 }
 
 void Hba::PortWrite(Port& p, uint32_t reg, uint32_t value) {
+  // A port PI leaves out is not available to software (AHCI 1.3.1 §3.1.4): its registers keep their reset values.
+  if (!p.present()) return;
   std::unique_lock<std::mutex> l(p.mu);
   switch (reg) {
     case kPxClb: p.clb = (p.clb & ~0xffffffffull) | (value & ~0x3ffu); break;
