@@ -6,7 +6,6 @@
 // (the host's best there) and with psync (one request at a time). Prints both and the ratio tsbhyve / fio io_uring.
 // Usage: node --import tsx bench/nvme/run.ts [fileMiB=64] [depth=32] [fioSeconds=5] [devopts]
 //   devopts: extra nvme options, comma-separated (e.g. nocache, ioslots=32, aio=threads)
-import Benchmark from 'benchmark';
 import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -14,7 +13,7 @@ import { nvmeMachine, PAGE } from '../../test/harness/nvme-driver.js';
 import { directIoDir } from '../../firmware/testguest/disk.js';
 import { runFio } from '../fio.js';
 import { report } from '../report.js';
-import { lcg, onMsi } from '../no-vm.js';
+import { compareWithFio, lcg, measurePump, onMsi, type RequestPump } from '../no-vm.js';
 
 const fileMiB = Number(process.argv[2] ?? 64);
 const depth = Number(process.argv[3] ?? 32);
@@ -57,7 +56,7 @@ let wake: (() => void) | undefined;
 const queueIrqs = onMsi(m, 0x41, () => wake?.());
 
 /** Keeps `depth` commands in flight; a benchmark operation is `depth` more completions. */
-class Pump {
+class Pump implements RequestPump {
   private write = false;
   private running = false;
   private completed = 0;
@@ -119,52 +118,19 @@ class Pump {
   }
 }
 
-function runBench(write: boolean): Promise<number> {
-  const pump = new Pump();
-  pump.start(write);
-  return new Promise((resolve) => {
-    const b = new Benchmark(`nvme ${write ? 'randwrite' : 'randread'}`, {
-      defer: true,
-      minSamples: 20,
-      fn: (deferred: Benchmark.Deferred) => void pump.next().then(() => deferred.resolve()),
-      onComplete: () => void pump.stop().then(() => resolve(b.hz * depth)),
-    });
-    b.run({ async: true });
-  });
-}
-
 function fio(rw: 'randread' | 'randwrite', engine: 'psync' | 'io_uring'): number | undefined {
   return runFio({ file: disk, rw, bs: BS, engine, iodepth: engine === 'psync' ? 1 : depth, direct: noCache, seconds: fioSeconds, hugeBuffers: true })?.iops;
 }
 
 // Completions arrive through the worker's thread-safe callback, which does not hold the event loop open.
 const keepAlive = setInterval(() => {}, 1000);
-const results: Record<string, Record<string, number>> = {};
-for (const write of [false, true]) {
-  const rw = write ? 'randwrite' : 'randread';
-  settle();
-  const ours = await runBench(write);
-  settle();
-  const uring = fio(rw, 'io_uring');
-  settle();
-  const psync = fio(rw, 'psync');
-  results[rw] = {
-    'tsbhyve (no VM)': ours,
-    ...(uring !== undefined ? { [`fio io_uring qd${depth}`]: uring } : {}),
-    ...(psync !== undefined ? { 'fio psync': psync } : {}),
-  };
-  console.log(
-    `${rw} 4k: tsbhyve ${ours.toFixed(0)} cmd/s` +
-      (uring !== undefined ? `, fio io_uring qd${depth} ${uring.toFixed(0)} IOPS, ratio ${(ours / uring).toFixed(2)}` : '') +
-      (psync !== undefined ? `, fio psync ${psync.toFixed(0)} IOPS` : ''),
-  );
-}
+const rows = await compareWithFio({ unit: 'cmd/s', depth, settle, ours: (write) => measurePump('nvme', () => new Pump(), write, depth), fio });
 const st = drv.controller.stats();
 console.log(`engine ${st?.engine}${st?.engineNote ? ` (${st.engineNote})` : ''}; queue interrupts: ${queueIrqs()}; depth ${depth}; options "${devOpts}"; file ${fileMiB} MiB (${noCache ? 'O_DIRECT' : 'page cache warm'})`);
 report(
   'nvme',
   `nvme 4 KiB random I/O, depth ${depth}, options "${devOpts}", no VM vs host fio`,
-  Object.entries(results).map(([metric, values]) => ({ metric: `${metric} 4k`, unit: 'cmd/s', values })),
+  rows,
 );
 clearInterval(keepAlive);
 m.close();

@@ -11,7 +11,6 @@
 //   completion: irq (each MSI-X message reaches the driver through the worker's thread-safe callback) or poll
 //               (the driver spins on the used ring with interrupts suppressed, as the test guest's bench does; on
 //               2 CPUs the spinning thread takes the CPU the worker and the kernel's completions need)
-import Benchmark from 'benchmark';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -19,7 +18,7 @@ import { join } from 'node:path';
 import { GuestAlloc, virtioMachine, type SplitQueueDriver } from '../../test/harness/virtio-driver.js';
 import { runFio } from '../fio.js';
 import { report } from '../report.js';
-import { lcg, onMsi } from '../no-vm.js';
+import { lcg, measurePump, onMsi, type RequestPump } from '../no-vm.js';
 
 const fileMiB = Number(process.argv[2] ?? 64);
 const depth = Number(process.argv[3] ?? 32);
@@ -64,7 +63,7 @@ const queueIrqs = onMsi(m, 0x41, () => wake?.());
  * resubmitted at once (one notify per interrupt). A benchmark operation is `depth` more completions, so the
  * queue never drains between operations.
  */
-class Pump {
+class Pump implements RequestPump {
   private write = false;
   private running = false;
   private seen = 0;
@@ -138,20 +137,6 @@ class Pump {
   }
 }
 
-function runBench(write: boolean): Promise<number> {
-  const pump = new Pump();
-  pump.start(write);
-  return new Promise((resolve) => {
-    const b = new Benchmark(`virtio-blk ${write ? 'randwrite' : 'randread'}`, {
-      defer: true,
-      minSamples: 20,
-      fn: (deferred: Benchmark.Deferred) => void pump.next().then(() => deferred.resolve()),
-      onComplete: () => void pump.stop().then(() => resolve(b.hz * depth)),
-    });
-    b.run({ async: true });
-  });
-}
-
 function fio(rw: 'randread' | 'randwrite', engine: 'psync' | 'io_uring' = 'psync'): number | undefined {
   return runFio({
     file: disk, rw, bs: BS, engine, iodepth: engine === 'psync' ? 1 : depth, direct: noCache, seconds: fioSeconds, hugeBuffers: true,
@@ -163,7 +148,7 @@ const keepAlive = setInterval(() => {}, 1000);
 const results: Record<string, Record<string, number>> = {};
 for (const write of [false, true]) {
   const rw = write ? 'randwrite' : 'randread';
-  const ours = await runBench(write);
+  const ours = await measurePump('virtio-blk', () => new Pump(), write, depth);
   const psync = fio(rw);
   const uring = noCache ? fio(rw, 'io_uring') : undefined;
   const host = uring ?? psync;

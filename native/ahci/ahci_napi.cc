@@ -10,6 +10,7 @@
 
 #include "ahci/ahci_spec.h"
 #include "ahci/hba.h"
+#include "napi_events.h"
 #include "napi_handles.h"
 #include "vmm/ranges.h"
 #include "vmm/vmm_napi.h"
@@ -52,22 +53,6 @@ class AbarDevice : public vmm::NativeDevice {
   uint64_t base_;
 };
 
-bool U64(const Napi::CallbackInfo& info, size_t i, uint64_t* out) {
-  Napi::Value v = info.Length() > i ? info[i] : info.Env().Undefined();
-  if (v.IsBigInt()) {
-    bool lossless = false;
-    *out = v.As<Napi::BigInt>().Uint64Value(&lossless);
-    if (lossless) return true;
-  } else if (v.IsNumber()) {
-    double d = v.As<Napi::Number>().DoubleValue();
-    if (d >= 0 && d <= 9007199254740991.0 && d == double(uint64_t(d))) {
-      *out = uint64_t(d);
-      return true;
-    }
-  }
-  ThrowType(info.Env(), "argument " + std::to_string(i) + ": expected a non-negative integer or BigInt");
-  return false;
-}
 
 std::string Str(Napi::Object o, const char* key) {
   Napi::Value v = o.Get(key);
@@ -121,27 +106,9 @@ class HbaWrap : public Napi::ObjectWrap<HbaWrap> {
       s.inquiry.product = Str(po, "product");
       s.inquiry.revision = Str(po, "revision");
     }
-    tsfn_ = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "tsbhyve ahci", 0, 1);
-    tsfn_.Unref(env);
+    auto events = MakeEventReporter(env, info[2].As<Napi::Function>(), "tsbhyve ahci", &tsfn_);
     haveTsfn_ = true;
-    Napi::ThreadSafeFunction tsfn = tsfn_;
-    auto report = [tsfn](HbaEvent ev, uint32_t arg) mutable {
-      auto* p = new std::pair<int, uint32_t>(int(ev), arg);
-      if (tsfn.NonBlockingCall(p, [](Napi::Env env, Napi::Function fn, std::pair<int, uint32_t>* e) {
-            const auto v = *e;
-            delete e;
-            if (env == nullptr || fn.IsEmpty()) return;
-            napi_value args[2], recv, result;
-            if (napi_create_int32(env, v.first, &args[0]) != napi_ok || napi_create_uint32(env, v.second, &args[1]) != napi_ok ||
-                napi_get_undefined(env, &recv) != napi_ok)
-              return;
-            if (napi_call_function(env, recv, fn, 2, args, &result) != napi_ok) {
-              napi_value exc;
-              napi_get_and_clear_last_exception(env, &exc);
-            }
-          }) != napi_ok)
-        delete p;
-    };
+    auto report = [events](HbaEvent ev, uint32_t arg) { events(int(ev), arg); };
     hba_ = std::make_shared<Hba>(std::move(mem), std::move(ports), report);
   }
   ~HbaWrap() { Halt(); }
@@ -200,7 +167,7 @@ class HbaWrap : public Napi::ObjectWrap<HbaWrap> {
   Napi::Value Attach(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint64_t gpa, len;
-    if (!Live(env) || !U64(info, 1, &gpa) || !U64(info, 2, &len)) return {};
+    if (!Live(env) || !U64Arg(info, 1, &gpa) || !U64Arg(info, 2, &len)) return {};
     vmm::Vm* vm = UnwrapVm(info[0]);
     if (!vm) { ThrowType(env, "attach: not a live NativeVm"); return {}; }
     vmm::RangeOwner o;
@@ -211,7 +178,7 @@ class HbaWrap : public Napi::ObjectWrap<HbaWrap> {
   }
   Napi::Value Detach(const Napi::CallbackInfo& info) {
     uint64_t gpa;
-    if (!U64(info, 1, &gpa)) return {};
+    if (!U64Arg(info, 1, &gpa)) return {};
     if (vmm::Vm* vm = UnwrapVm(info[0])) vm->mmioOverlay().Remove(gpa);
     return info.Env().Undefined();
   }

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "napi_events.h"
 #include "napi_handles.h"
 #include "nvme/io_queues.h"
 #include "nvme/prp.h"
@@ -25,23 +26,6 @@ void ThrowErrno(Napi::Env env, int err, const std::string& msg) {
 }
 void ThrowType(Napi::Env env, const std::string& msg) { Napi::TypeError::New(env, msg).ThrowAsJavaScriptException(); }
 
-// A 64-bit unsigned argument given as a BigInt or a safe integer.
-bool U64(const Napi::CallbackInfo& info, size_t i, uint64_t* out) {
-  Napi::Value v = info.Length() > i ? info[i] : info.Env().Undefined();
-  if (v.IsBigInt()) {
-    bool lossless = false;
-    *out = v.As<Napi::BigInt>().Uint64Value(&lossless);
-    if (lossless) return true;
-  } else if (v.IsNumber()) {
-    double d = v.As<Napi::Number>().DoubleValue();
-    if (d >= 0 && d <= 9007199254740991.0 && d == double(uint64_t(d))) {
-      *out = uint64_t(d);
-      return true;
-    }
-  }
-  ThrowType(info.Env(), "argument " + std::to_string(i) + ": expected a non-negative integer or BigInt");
-  return false;
-}
 
 // The I/O doorbells of one controller as a native MMIO device: 4-byte writes at BAR0 + 0x1000 + 8*qid (+4).
 class DoorbellDevice : public vmm::NativeDevice {
@@ -113,27 +97,9 @@ class IoQueuesWrap : public Napi::ObjectWrap<IoQueuesWrap> {
     ns.lbaShift = uint32_t(shift);
     ns.mdtsBytes = uint64_t(mdts);
     ns.dsm = o.Get("dsm").ToBoolean().Value();
-    tsfn_ = Napi::ThreadSafeFunction::New(env, info[3].As<Napi::Function>(), "tsbhyve nvme", 0, 1);
-    tsfn_.Unref(env);  // running queues must not keep the process alive by themselves
+    auto events = MakeEventReporter(env, info[3].As<Napi::Function>(), "tsbhyve nvme", &tsfn_);
     haveTsfn_ = true;
-    Napi::ThreadSafeFunction tsfn = tsfn_;
-    auto report = [tsfn](IoEvent ev, uint32_t arg) mutable {
-      auto* p = new std::pair<int, uint32_t>(int(ev), arg);
-      if (tsfn.NonBlockingCall(p, [](Napi::Env env, Napi::Function fn, std::pair<int, uint32_t>* e) {
-            const auto v = *e;
-            delete e;
-            if (env == nullptr || fn.IsEmpty()) return;
-            napi_value args[2], recv, result;
-            if (napi_create_int32(env, v.first, &args[0]) != napi_ok || napi_create_uint32(env, v.second, &args[1]) != napi_ok ||
-                napi_get_undefined(env, &recv) != napi_ok)
-              return;
-            if (napi_call_function(env, recv, fn, 2, args, &result) != napi_ok) {
-              napi_value exc;
-              napi_get_and_clear_last_exception(env, &exc);
-            }
-          }) != napi_ok)
-        delete p;
-    };
+    auto report = [events](IoEvent ev, uint32_t arg) { events(int(ev), arg); };
     const double ioSlots = num("ioSlots", 8);
     if (!(ioSlots >= 1 && ioSlots <= 1024)) { ThrowType(env, "IoQueues: ioSlots must be 1..1024"); return; }
     Napi::Value eng = o.Get("engine");
@@ -179,7 +145,7 @@ class IoQueuesWrap : public Napi::ObjectWrap<IoQueuesWrap> {
   Napi::Value CreateCq(const Napi::CallbackInfo& info) {
     uint32_t qid, entries, vector;
     uint64_t gpa;
-    if (!Live(info.Env()) || !Arg(info, 0, 65535, &qid) || !U64(info, 1, &gpa) || !Arg(info, 2, 65536, &entries) ||
+    if (!Live(info.Env()) || !Arg(info, 0, 65535, &qid) || !U64Arg(info, 1, &gpa) || !Arg(info, 2, 65536, &entries) ||
         !Arg(info, 3, 65535, &vector))
       return {};
     return St(info.Env(), q_->CreateCq(uint16_t(qid), gpa, entries, uint16_t(vector), info[4].ToBoolean().Value()));
@@ -187,7 +153,7 @@ class IoQueuesWrap : public Napi::ObjectWrap<IoQueuesWrap> {
   Napi::Value CreateSq(const Napi::CallbackInfo& info) {
     uint32_t qid, entries, cqid;
     uint64_t gpa;
-    if (!Live(info.Env()) || !Arg(info, 0, 65535, &qid) || !U64(info, 1, &gpa) || !Arg(info, 2, 65536, &entries) ||
+    if (!Live(info.Env()) || !Arg(info, 0, 65535, &qid) || !U64Arg(info, 1, &gpa) || !Arg(info, 2, 65536, &entries) ||
         !Arg(info, 3, 65535, &cqid))
       return {};
     return St(info.Env(), q_->CreateSq(uint16_t(qid), gpa, entries, uint16_t(cqid)));
@@ -225,7 +191,7 @@ class IoQueuesWrap : public Napi::ObjectWrap<IoQueuesWrap> {
   }
   Napi::Value SetDoorbellBuffer(const Napi::CallbackInfo& info) {
     uint64_t s, e;
-    if (!Live(info.Env()) || !U64(info, 0, &s) || !U64(info, 1, &e)) return {};
+    if (!Live(info.Env()) || !U64Arg(info, 0, &s) || !U64Arg(info, 1, &e)) return {};
     return St(info.Env(), q_->SetDoorbellBuffer(s, e));
   }
   Napi::Value SetVectorFd(const Napi::CallbackInfo& info) {
@@ -250,7 +216,7 @@ class IoQueuesWrap : public Napi::ObjectWrap<IoQueuesWrap> {
     Napi::Env env = info.Env();
     uint64_t p1, p2;
     uint32_t len;
-    if (!Live(env) || !U64(info, 0, &p1) || !U64(info, 1, &p2) || !Arg(info, 2, 1u << 24, &len)) return {};
+    if (!Live(env) || !U64Arg(info, 0, &p1) || !U64Arg(info, 1, &p2) || !Arg(info, 2, 1u << 24, &len)) return {};
     Napi::Uint8Array out = Napi::Uint8Array::New(env, len);
     nvme::Status st = nvme::PrpCopy(*mem(), p1, p2, out.Data(), len, q_->pageSize(), false);
     if (st != nvme::kScSuccess) return St(env, st);
@@ -260,7 +226,7 @@ class IoQueuesWrap : public Napi::ObjectWrap<IoQueuesWrap> {
   Napi::Value DmaWrite(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint64_t p1, p2;
-    if (!Live(env) || !U64(info, 0, &p1) || !U64(info, 1, &p2)) return {};
+    if (!Live(env) || !U64Arg(info, 0, &p1) || !U64Arg(info, 1, &p2)) return {};
     if (info.Length() < 3 || !info[2].IsTypedArray()) { ThrowType(env, "dmaWrite(prp1, prp2, Uint8Array)"); return {}; }
     Napi::Uint8Array data = info[2].As<Napi::Uint8Array>();
     return St(env, nvme::PrpCopy(*mem(), p1, p2, data.Data(), data.ByteLength(), q_->pageSize(), true));
@@ -269,7 +235,7 @@ class IoQueuesWrap : public Napi::ObjectWrap<IoQueuesWrap> {
   Napi::Value AttachDoorbells(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint64_t gpa, len, bar;
-    if (!Live(env) || !U64(info, 1, &gpa) || !U64(info, 2, &len) || !U64(info, 3, &bar)) return {};
+    if (!Live(env) || !U64Arg(info, 1, &gpa) || !U64Arg(info, 2, &len) || !U64Arg(info, 3, &bar)) return {};
     vmm::Vm* vm = UnwrapVm(info[0]);
     if (!vm) { ThrowType(env, "attachDoorbells: not a live NativeVm"); return {}; }
     vmm::RangeOwner o;
@@ -279,7 +245,7 @@ class IoQueuesWrap : public Napi::ObjectWrap<IoQueuesWrap> {
   }
   Napi::Value DetachDoorbells(const Napi::CallbackInfo& info) {
     uint64_t gpa;
-    if (!U64(info, 1, &gpa)) return {};
+    if (!U64Arg(info, 1, &gpa)) return {};
     if (vmm::Vm* vm = UnwrapVm(info[0])) vm->mmioOverlay().Remove(gpa);
     return info.Env().Undefined();
   }
