@@ -7,7 +7,7 @@ import test from 'tape';
 import { tsbhyveSkipReason } from '../../firmware/testguest/index.js';
 import { durabilityRounds } from './durability.js';
 
-const ROUNDS = 9;
+const ROUNDS = 6;
 const variants = ['', ',nocache', ',aio=threads'];
 
 test(`tsbhyve ahci: flushed records survive SIGKILL (${ROUNDS} rounds)`, async (t) => {

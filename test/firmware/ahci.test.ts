@@ -106,6 +106,12 @@ function discFiles(): Record<string, Buffer> {
   };
 }
 
+/**
+ * A run takes 1-5 s on KVM and up to a minute in the nested L1 while other L1s load the host: the limit only has to
+ * catch a hang.
+ */
+const RUN_LIMIT_MS = 300_000;
+
 const skip = isoSkipReason();
 if (skip) test(`ahci: skipped (${skip})`, { skip: true }, () => {});
 
@@ -116,6 +122,7 @@ test('QEMU ICH9 AHCI: HBA, IDENTIFY, DMA and NCQ patterns, sums, FLUSH, TRIM, er
   const disk = freshDisk();
   const seed = 0x5000 + Math.floor(Math.random() * 0xffff);
   const r = await runTestguestInQemu({
+    timeoutMs: RUN_LIMIT_MS,
     append: `test=ahci,ser=QEMUAHCI1,sectors=${SECTORS},seed=${seed},ssd=1`,
     extraArgs: [...qemuDisk(disk, 'ide.0', ',rotation_rate=1'), ...qemuCd(iso, 'ide.1')],
   });
@@ -132,7 +139,7 @@ test('QEMU ICH9 AHCI: HBA, IDENTIFY, DMA and NCQ patterns, sums, FLUSH, TRIM, er
 
 test('QEMU ICH9 AHCI: a disk on port 3 named by port=, polled (irq=poll, a second HBA reset), no CD: the CD checks are left out', async (t) => {
   const disk = freshDisk();
-  const r = await runTestguestInQemu({ append: `test=ahci,port=3,sectors=${SECTORS},seed=77,span=4096,irq=poll`, extraArgs: qemuDisk(disk, 'ide.3') });
+  const r = await runTestguestInQemu({ timeoutMs: RUN_LIMIT_MS, append: `test=ahci,port=3,sectors=${SECTORS},seed=77,span=4096,irq=poll`, extraArgs: qemuDisk(disk, 'ide.3') });
   const out = guestPassed(t, r.output);
   t.ok(out.checks.some((c) => /^port 3: link up .* signature 0x00000101/.test(c.details)), 'port 3 holds the disk');
   t.ok(/no ATAPI port: CD checks not run/.test(r.output), 'no CD checks');
@@ -144,6 +151,7 @@ test('QEMU ICH9 AHCI: hostile commands and register writes (lenient=1: what QEMU
   const iso = makeIso(discFiles(), { volume: 'HOSTILE' });
   cleanups.push(dirname(iso));
   const r = await runTestguestInQemu({
+    timeoutMs: RUN_LIMIT_MS,
     append: 'test=ahci,hostile=1,lenient=1,seed=31',
     extraArgs: [...qemuDisk(freshDisk(), 'ide.0'), ...qemuCd(iso, 'ide.1')],
   });
@@ -165,6 +173,7 @@ test('tsbhyve ahci: hd and cd ports; IDENTIFY against ser= and nmrr=; DMA and NC
   const disk = freshDisk();
   const seed = 0x6000 + Math.floor(Math.random() * 0xffff);
   const r = await runTestguestInTsbhyve({
+    timeoutMs: RUN_LIMIT_MS,
     append: `test=ahci,ser=TSBAHCI1,model=TSBHYVE-TEST-DISK,sectors=${SECTORS},seed=${seed},ssd=1`,
     extraArgs: ['-s', `4,ahci,hd:${disk},ser=TSBAHCI1,nmrr=1,model=TSBHYVE-TEST-DISK,cd:${iso}`],
   });
@@ -185,6 +194,7 @@ test('tsbhyve ahci: three ports, the checked disk on port 1 with nocache, polled
   const disk = freshDisk();
   const before = readFileSync(other);
   const r = await runTestguestInTsbhyve({
+    timeoutMs: RUN_LIMIT_MS,
     append: `test=ahci,port=1,sectors=${SECTORS},seed=91,span=4096,irq=poll`,
     extraArgs: ['-s', `4,ahci,hd:${other},hd:${disk},nocache,hd:${freshDisk()}`],
   });
@@ -235,7 +245,7 @@ const ABSENT_PORT = /^hostile writes to port \d+ \(not in PI .*PxCI 0x0 PxSACT 0
 test('tsbhyve ahci: hostile commands and register writes get the errors AHCI, ACS-3 and MMC give, then good ones work (strict)', { skip: !!skip }, async (t) => {
   const iso = makeIso(discFiles(), { volume: 'HOSTILE' });
   cleanups.push(dirname(iso));
-  const r = await runTestguestInTsbhyve({ append: 'test=ahci,hostile=1,seed=32', extraArgs: ['-s', `4,ahci,hd:${freshDisk()},cd:${iso}`] });
+  const r = await runTestguestInTsbhyve({ timeoutMs: RUN_LIMIT_MS, append: 'test=ahci,hostile=1,seed=32', extraArgs: ['-s', `4,ahci,hd:${freshDisk()},cd:${iso}`] });
   t.comment(`elapsed ${r.elapsedMs} ms`);
   const out = guestPassed(t, r.stdout);
   const { cases, goodReads } = hostileCounts(out);
