@@ -28,8 +28,10 @@ const QUEUE_DEPTH = 32;
 export class AhciController implements PciDeviceModel {
   readonly abarSize: number;
   private readonly hba: NativeHba;
-  private msiFd?: EventFd;
-  private msiGsi?: number;
+  /** MSI messages the capability asks for: a power of two covering the ports, at most 16 (as bhyve) */
+  readonly msiMessages: number;
+  /** KVM wiring per MSI message: irqfd eventfds and their GSIs */
+  private msiRoutes: Array<{ efd: EventFd; gsi: number } | undefined> = [];
   private attachedAt?: number;
   private closed = false;
 
@@ -40,6 +42,7 @@ export class AhciController implements PciDeviceModel {
     private readonly dataPath: DataPath,
   ) {
     this.abarSize = AHCI_OFFSET + options.portCount * AHCI_STEP;
+    this.msiMessages = 2 ** Math.ceil(Math.log2(Math.min(options.portCount, 16)));
     const ports: Array<NativePortSetup | null> = Array.from({ length: options.portCount }, () => null);
     options.ports.forEach((p, i) => {
       const backend = backends[i]!;
@@ -129,32 +132,44 @@ export class AhciController implements PciDeviceModel {
     this.route();
   }
 
-  /** MSI goes out by irqfd on KVM (the worker signals the eventfd); INTx and MSI without KVM come back here. */
+  /**
+   * MSI goes out by irqfd on KVM (the worker signals the eventfds); INTx and MSI without KVM come back here. When the
+   * guest enabled every message the capability asks for, each port has its own (AHCI 1.3.1 §10.6.2.3), as bhyve
+   * offers; with fewer, all share message 0 and GHC.MRSM says so.
+   */
   private route(): void {
-    const msi = this.fn.msiMessage(0);
-    if (!msi) {
-      this.hba.setIrqMode(IRQ_MODE_INTX, -1);
+    if (!this.fn.msiMessage(0)) {
+      this.hba.setIrqMode(IRQ_MODE_INTX, [], false, false);
       return;
     }
     this.fn.deassertLintr();
+    const enabled = this.fn.msiEnabledCount();
+    const perPort = enabled >= this.msiMessages && this.msiMessages > 1;
+    // Ports beyond the 16th share the last message (the capability asks for 16 at most).
+    const used = perPort ? Math.min(this.options.portCount, this.msiMessages) : 1;
     const kvm = this.dataPath.kvm;
-    if (!kvm || msi.addr === 0n) {
-      this.hba.setIrqMode(IRQ_MODE_MSI, -1);
-      return;
+    const fds: number[] = [];
+    for (let i = 0; i < used; i++) {
+      const msg = this.fn.msiMessage(i)!;
+      if (!kvm || msg.addr === 0n) {
+        fds.push(-1);
+        continue;
+      }
+      let route = this.msiRoutes[i];
+      if (!route) {
+        route = this.msiRoutes[i] = { efd: new EventFd(), gsi: kvm.allocMsiGsi() };
+        kvm.setMsiRoute(route.gsi, msg.addr, msg.data);
+        kvm.irqfd(route.efd.fd, route.gsi);
+      } else {
+        kvm.setMsiRoute(route.gsi, msg.addr, msg.data);
+      }
+      fds.push(route.efd.fd);
     }
-    if (!this.msiFd || this.msiGsi === undefined) {
-      this.msiFd = new EventFd();
-      this.msiGsi = kvm.allocMsiGsi();
-      kvm.setMsiRoute(this.msiGsi, msi.addr, msi.data);
-      kvm.irqfd(this.msiFd.fd, this.msiGsi);
-    } else {
-      kvm.setMsiRoute(this.msiGsi, msi.addr, msi.data);
-    }
-    this.hba.setIrqMode(IRQ_MODE_MSI, this.msiFd.fd);
+    this.hba.setIrqMode(IRQ_MODE_MSI, fds, perPort, !perPort && this.msiMessages > 1);
   }
 
   private event(kind: number, arg: number): void {
-    if (kind === HBA_EVENT_MSI) this.fn.generateMsi(0);
+    if (kind === HBA_EVENT_MSI) this.fn.generateMsi(arg);
     else if (kind === HBA_EVENT_INTX) {
       if (arg && !this.fn.msiEnabled()) this.fn.assertLintr();
       else this.fn.deassertLintr();
@@ -167,8 +182,11 @@ export class AhciController implements PciDeviceModel {
     this.closed = true;
     this.detach();
     this.hba.stop();
-    if (this.msiFd && this.msiGsi !== undefined) this.dataPath.kvm?.irqfd(this.msiFd.fd, this.msiGsi, { deassign: true });
-    this.msiFd?.close();
+    for (const r of this.msiRoutes) {
+      if (!r) continue;
+      this.dataPath.kvm?.irqfd(r.efd.fd, r.gsi, { deassign: true });
+      r.efd.close();
+    }
     for (const b of this.backends) b.close();
   }
 }
@@ -205,7 +223,7 @@ export const createAhci: PciDeviceFactory = (ctx) => {
   fn.set8(PCIR_CLASS, PCIC_STORAGE);
   fn.set8(PCIR_SUBCLASS, 0x06); // SATA
   fn.set8(PCIR_PROGIF, 0x01); // AHCI 1.0
-  fn.addMsiCapability(1);
+  fn.addMsiCapability(dev.msiMessages);
   fn.requestLintr();
   ctx.bus.allocBar(fn, AHCI_BAR, 'mem32', dev.abarSize);
   return dev;

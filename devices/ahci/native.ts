@@ -29,7 +29,7 @@ export interface HbaStats {
 
 export const IRQ_MODE_INTX = 0;
 export const IRQ_MODE_MSI = 1;
-/** onEvent kinds: the INTx level changed (arg 0/1); an MSI is due and no eventfd was given. */
+/** onEvent kinds: the INTx level changed (arg 0/1); MSI message `arg` is due and it has no eventfd. */
 export const HBA_EVENT_INTX = 1;
 export const HBA_EVENT_MSI = 2;
 
@@ -40,8 +40,11 @@ export interface NativeHba {
   /** A dword register at an ABAR offset. */
   read(offset: number): number;
   write(offset: number, value: number): void;
-  /** INTx (levels reported), or MSI through `msiFd` (an eventfd; -1: reported). */
-  setIrqMode(mode: number, msiFd: number): void;
+  /**
+   * INTx (levels reported), or MSI: `msiFds[i]` is message i's eventfd (-1: reported as HBA_EVENT_MSI with arg i);
+   * `perPort` gives port N message N, else all use message 0 and `reverted` sets GHC.MRSM.
+   */
+  setIrqMode(mode: number, msiFds: number[], perPort: boolean, reverted: boolean): void;
   /** Serves the ABAR at [gpa, gpa+len) on the VM's vCPU threads. */
   attach(vm: object, gpa: number, len: number): void;
   detach(vm: object, gpa: number): void;

@@ -155,12 +155,21 @@ class HbaWrap : public Napi::ObjectWrap<HbaWrap> {
     hba_->Write(off, info[1].As<Napi::Number>().Uint32Value());
     return info.Env().Undefined();
   }
-  // setIrqMode(mode: 0 INTx | 1 MSI, msiFd: number)
+  // setIrqMode(mode: 0 INTx | 1 MSI, msiFds: number[], perPort: boolean, reverted: boolean)
   Napi::Value SetIrqMode(const Napi::CallbackInfo& info) {
     if (!Live(info.Env())) return {};
     const int mode = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
-    const int fd = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : -1;
-    hba_->SetIrqMode(mode == 1 ? ahci::IrqMode::kMsi : ahci::IrqMode::kIntx, fd);
+    std::vector<int> fds;
+    if (info.Length() > 1 && info[1].IsArray()) {
+      Napi::Array a = info[1].As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length() && i < ahci::kMaxPorts; i++) {
+        Napi::Value v = a.Get(i);
+        fds.push_back(v.IsNumber() ? v.As<Napi::Number>().Int32Value() : -1);
+      }
+    }
+    const bool perPort = info.Length() > 2 && info[2].ToBoolean().Value();
+    const bool reverted = info.Length() > 3 && info[3].ToBoolean().Value();
+    hba_->SetIrqMode(mode == 1 ? ahci::IrqMode::kMsi : ahci::IrqMode::kIntx, std::move(fds), perPort, reverted);
     return info.Env().Undefined();
   }
   // attach(vm, gpa, len): serve the ABAR at [gpa, gpa+len) on the vCPU threads

@@ -15,7 +15,7 @@ constexpr unsigned kSlots = 32;
 
 constexpr uint32_t kCapS64A = 1u << 31, kCapSNCQ = 1u << 30, kCapSSNTF = 1u << 29, kCapSCLO = 1u << 24,
                    kCapSAM = 1u << 18, kCapISSGen3 = 3u << 20;
-constexpr uint32_t kGhcAE = 1u << 31, kGhcIE = 1u << 1, kGhcHR = 1u << 0;
+constexpr uint32_t kGhcAE = 1u << 31, kGhcMRSM = 1u << 2, kGhcIE = 1u << 1, kGhcHR = 1u << 0;
 constexpr uint32_t kVersion13 = 0x00010300;
 
 // Port registers, §3.3 (offsets within a port's 0x80 bytes)

@@ -212,7 +212,7 @@ uint32_t Hba::Read(uint32_t off) {
   std::lock_guard<std::mutex> g(mu_);
   switch (off) {
     case kCap: return cap_;
-    case kGhc: return ghc_;
+    case kGhc: return ghc_ | (mrsm_ ? kGhcMRSM : 0);
     case kIs: return is_;
     case kPi: return pi_;
     case kVs: return kVersion13;
@@ -379,7 +379,22 @@ void Hba::UpdateIrq(bool rearm) {
   is_ |= portPending_.load();
   const bool enabled = (ghc_ & kGhcIE) != 0;
   if (mode_ == IrqMode::kMsi) {
-    if (enabled && rearm && is_ != 0 && (is_ & ~before) != 0) Signal();
+    const uint32_t gained = is_ & ~before;
+    if (enabled && rearm && gained != 0) {
+      if (!perPort_) {
+        Signal(0);
+      } else {
+        // Port N on message N; ports past the messages share the last one, signalled once.
+        const unsigned last = msiFds_.empty() ? 0 : unsigned(msiFds_.size() - 1);
+        bool lastDue = false;
+        for (unsigned p = 0; p < kMaxPorts; p++) {
+          if (!(gained & (1u << p))) continue;
+          if (p < last) Signal(p);
+          else lastDue = true;
+        }
+        if (lastDue) Signal(last);
+      }
+    }
     if (intxLevel_) {
       intxLevel_ = false;
       report_(HbaEvent::kIntx, 0);
@@ -393,19 +408,22 @@ void Hba::UpdateIrq(bool rearm) {
   }
 }
 
-void Hba::Signal() {
+void Hba::Signal(unsigned message) {
   stats_.interrupts.fetch_add(1, std::memory_order_relaxed);
-  if (msiFd_ >= 0) {
+  const int fd = message < msiFds_.size() ? msiFds_[message] : -1;
+  if (fd >= 0) {
     const uint64_t one = 1;
-    if (write(msiFd_, &one, sizeof one) == sizeof one) return;
+    if (write(fd, &one, sizeof one) == sizeof one) return;
   }
-  report_(HbaEvent::kMsi, 0);
+  report_(HbaEvent::kMsi, message);
 }
 
-void Hba::SetIrqMode(IrqMode mode, int msiFd) {
+void Hba::SetIrqMode(IrqMode mode, std::vector<int> msiFds, bool perPort, bool reverted) {
   std::lock_guard<std::mutex> g(mu_);
   mode_ = mode;
-  msiFd_ = msiFd;
+  msiFds_ = std::move(msiFds);
+  perPort_ = mode == IrqMode::kMsi && perPort;
+  mrsm_ = mode == IrqMode::kMsi && reverted;
   // An event pending when the mode changes is delivered in the new mode.
   const uint32_t held = is_;
   is_ = 0;

@@ -40,7 +40,7 @@ struct PortSetup {
 
 enum class HbaEvent : int {
   kIntx = 1,  // arg: the INTx line level (0 or 1)
-  kMsi = 2,   // send the MSI message (no eventfd given)
+  kMsi = 2,   // send MSI message `arg` (it has no eventfd)
 };
 
 enum class IrqMode : int { kIntx = 0, kMsi = 1 };
@@ -72,8 +72,11 @@ class Hba {
   // Bytes of ABAR the registers occupy.
   uint32_t registerBytes() const { return kRegs + unsigned(ports_.size()) * 0x80; }
 
-  // Where the interrupt goes: INTx (reported as a level), or MSI (the eventfd, or reports when fd < 0).
-  void SetIrqMode(IrqMode mode, int msiFd);
+  // Where the interrupt goes: INTx (reported as a level), or MSI. With MSI, `perPort` gives port N its own message N
+  // (the guest enabled as many messages as the HBA asked for, AHCI 1.3.1 §10.6.2.3); otherwise every port uses
+  // message 0, and `reverted` sets GHC.MRSM (fewer messages than asked for). msiFds[i] is message i's eventfd (irqfd on
+  // KVM; one per message in use, ports past the last share it); a message without one (-1) is reported to the owner.
+  void SetIrqMode(IrqMode mode, std::vector<int> msiFds, bool perPort, bool reverted);
   const HbaStats& stats() const { return stats_; }
   uint32_t cap() const { return cap_; }
 
@@ -102,7 +105,7 @@ class Hba {
   void SetIsLocked(Port& p, uint32_t bits);
   void PortPendingChanged(Port& p);
   void UpdateIrq(bool rearm);
-  void Signal();
+  void Signal(unsigned message);
   std::vector<uint8_t> Identify(Port& p);
 
   std::shared_ptr<const GuestMemory> mem_;
@@ -116,7 +119,9 @@ class Hba {
   uint32_t is_ = 0;
   bool intxLevel_ = false;
   IrqMode mode_ = IrqMode::kIntx;
-  int msiFd_ = -1;
+  std::vector<int> msiFds_;
+  bool perPort_ = false;
+  bool mrsm_ = false;
   std::atomic<uint32_t> portPending_{0};  // ports whose PxIS & PxIE is non-zero
   HbaStats stats_;
 };

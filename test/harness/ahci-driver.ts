@@ -99,16 +99,21 @@ export class AhciDriver extends PciFunctionAccess {
     this.setReg(0x100 + port * 0x80 + off, value);
   }
 
-  /** MSI at address 0xfee00000 with data 0x50, enabled. */
-  enableMsi(): void {
+  /** MSI at address 0xfee00000 with data 0x50 (message i: 0x50 + i), `messages` of them enabled (a power of two). */
+  enableMsi(messages = 1): void {
     const cap = this.findCap(0x05);
     this.cfgWrite(cap + 4, 4, 0xfee00000);
     this.cfgWrite(cap + 8, 4, 0);
     this.cfgWrite(cap + 12, 2, 0x50);
-    this.cfgWrite(cap + 2, 2, this.cfgRead(cap + 2, 2) | 1);
+    const ctrl = this.cfgRead(cap + 2, 2) & ~0x70;
+    this.cfgWrite(cap + 2, 2, ctrl | (Math.log2(messages) << 4) | 1);
   }
-  msiCount(): number {
-    return this.m.irq.events.filter((e) => e.kind === 'msi' && e.data === 0x50).length;
+  /** MSI messages the capability asks for (Multiple Message Capable). */
+  msiMessagesCapable(): number {
+    return 1 << ((this.cfgRead(this.findCap(0x05) + 2, 2) >> 1) & 7);
+  }
+  msiCount(message = 0): number {
+    return this.m.irq.events.filter((e) => e.kind === 'msi' && e.data === 0x50 + message).length;
   }
 
   /** HBA reset, then AHCI mode with interrupts enabled. */

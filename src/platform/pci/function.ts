@@ -53,7 +53,8 @@ export interface PciDeviceModel {
   interruptModeChanged?(): void;
   /**
    * Called after a guest write that may change where interrupts go: an MSI-X table entry, the MSI-X enable or
-   * function-mask bits, or the MSI address/data (for devices that route vectors natively, e.g. by irqfd).
+   * function-mask bits, the MSI address/data or its number of messages (for devices that route vectors natively,
+   * e.g. by irqfd).
    */
   interruptRouteChanged?(): void;
 }
@@ -427,7 +428,9 @@ export class PciFunction {
       this.set32(start + 4, nv.getUint32(4, true) & ~3);
       this.set32(start + 8, nv.getUint32(8, true));
       this.set16(start + 12, nv.getUint16(12, true));
-      if (msg[0] !== this.get32(start + 4) || msg[1] !== this.get32(start + 8) || msg[2] !== this.get16(start + 12)) {
+      // A new message, or a new number of messages (a device with several may route them differently).
+      const mmeChanged = mme !== (oldCtl & PCIM_MSICTRL_MME_MASK) >> 4;
+      if (mmeChanged || msg[0] !== this.get32(start + 4) || msg[1] !== this.get32(start + 8) || msg[2] !== this.get16(start + 12)) {
         this.model.interruptRouteChanged?.();
       }
     } else if (id === PCIY_MSIX) {

@@ -137,3 +137,34 @@ test('a command issued while the engine runs completes; one issued to an empty p
     r.close();
   }
 });
+
+test('MSI messages per port when the guest enables all the HBA asks for; one shared message (GHC.MRSM) otherwise', async (t) => {
+  const r = rig([{ type: 'hd' }, { type: 'hd' }], { raw: true });
+  try {
+    const d = r.drv;
+    t.equal(d.msiMessagesCapable(), 8, 'the capability asks for 8 messages (six ports, rounded up as bhyve does)');
+    d.enableMsi(8);
+    d.reset();
+    d.startPort(0);
+    d.startPort(1);
+    t.equal(d.reg(GHC) & 4, 0, 'all 8 enabled: GHC.MRSM clear');
+    await identify(d, 1);
+    await settle(() => d.msiCount(1) > 0);
+    t.ok(d.msiCount(1) > 0, 'port 1 completes on message 1');
+    t.equal(d.msiCount(0), 0, 'and not on message 0');
+    await identify(d, 0);
+    await settle(() => d.msiCount(0) > 0);
+    t.ok(d.msiCount(0) > 0, 'port 0 completes on message 0');
+    d.enableMsi(2);
+    d.setPreg(0, PxIS, 0xffffffff);
+    d.setPreg(1, PxIS, 0xffffffff);
+    d.setReg(IS, 0xffffffff);
+    t.ok(d.reg(GHC) & 4, 'fewer messages than asked for: GHC.MRSM set');
+    const before = d.msiCount(0);
+    await identify(d, 1);
+    await settle(() => d.msiCount(0) > before);
+    t.ok(d.msiCount(0) > before, 'port 1 now completes on message 0');
+  } finally {
+    r.close();
+  }
+});

@@ -3,15 +3,14 @@
 // "took N s in L1" lines npm test prints when files are added or change a lot.
 export const l1Costs: Record<string, number> = {
   'test/firmware/tsbhyve.test.ts': 276,
-  // measured with three L1s at once (an extra one beside a full run): high, which the balance tolerates
-  'test/firmware/ahci.test.ts': 300,
-  'test/firmware/ahci-durability.test.ts': 260,
   'test/firmware/nvme.test.ts': 230,
   'test/firmware/virtio-blk-durability.test.ts': 194,
   'test/devices/virtio-blk/cli.test.ts': 182,
   'test/firmware/virtio-blk.test.ts': 156,
   'test/firmware/nvme-durability.test.ts': 155,
   'test/guest/linux-ahci.test.ts': 155,
+  'test/firmware/ahci.test.ts': 145,
+  'test/firmware/ahci-durability.test.ts': 130,
   'test/firmware/pwrbtn.test.ts': 99,
   'test/guest/linux-nvme.test.ts': 49,
   'test/guest/linux.test.ts': 48,
