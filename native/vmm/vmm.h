@@ -132,6 +132,7 @@ class Vm {
   void WatchdogLoop();
   void CheckHalted(Vcpu* v);
   void DumpVcpu(Vcpu* v);
+  void DumpIrqchips();
   bool HandleIo(Vcpu* v);
   bool HandleMmio(Vcpu* v);
   // Routes one MMIO access (a guest access or a forwarded one) to its native or TypeScript owner.

@@ -196,6 +196,33 @@ void Vm::DumpVcpu(Vcpu* v) {
     }
   }
   std::fprintf(stderr, "[vcpu-dump]   stack:%s\n", words.c_str());
+  if (v->id == 0) DumpIrqchips();
+}
+
+// The in-kernel 8259s' and IOAPIC's state (for TSBHYVE_VCPU_DUMP): a lost or stuck interrupt shows up here as a
+// request bit that never reached a LAPIC.
+void Vm::DumpIrqchips() {
+  for (uint32_t id : {uint32_t(KVM_IRQCHIP_PIC_MASTER), uint32_t(KVM_IRQCHIP_PIC_SLAVE)}) {
+    kvm_irqchip chip{};
+    chip.chip_id = id;
+    if (ioctl(vmFd_, KVM_GET_IRQCHIP, &chip) != 0) return;
+    const auto& p = chip.chip.pic;
+    std::fprintf(stderr, "[vcpu-dump]   pic %u: irr %02x imr %02x isr %02x base %02x last_irr %02x elcr %02x init %u\n", id,
+                 p.irr, p.imr, p.isr, p.irq_base, p.last_irr, p.elcr, p.init_state);
+  }
+  kvm_irqchip chip{};
+  chip.chip_id = KVM_IRQCHIP_IOAPIC;
+  if (ioctl(vmFd_, KVM_GET_IRQCHIP, &chip) != 0) return;
+  const auto& io = chip.chip.ioapic;
+  std::string pins;
+  for (int k = 0; k < KVM_IOAPIC_NUM_PINS; k++) {
+    uint64_t e = io.redirtbl[k].bits;
+    if (e & (1ull << 16)) continue;  // masked
+    char b[48];
+    std::snprintf(b, sizeof b, " %d:%016llx", k, (unsigned long long)e);
+    pins += b;
+  }
+  std::fprintf(stderr, "[vcpu-dump]   ioapic irr %08x unmasked%s\n", io.irr, pins.c_str());
 }
 
 void Vm::VcpuLoop(Vcpu* v) {
