@@ -9,6 +9,7 @@ import type { PciDeviceFactory } from './device.js';
 import { createHostbridge } from './hostbridge/device.js';
 import { createLpc } from './lpc/device.js';
 import { createVirtioBlk } from './virtio-blk/device.js';
+import { createVirtioNet } from './virtio-net/device.js';
 import { netLegacyConfig } from './net/config.js';
 import { nvmeLegacyConfig } from './nvme/config.js';
 import { createNvme } from './nvme/device.js';
@@ -40,7 +41,7 @@ const emulations: readonly PciEmulation[] = [
   { name: 'ahci-cd', alias: 'ahci', legacyConfig: ahciCdLegacyConfig },
   { name: 'nvme', legacyConfig: nvmeLegacyConfig, create: createNvme },
   { name: 'virtio-blk', legacyConfig: blockLegacyConfig, create: createVirtioBlk },
-  { name: 'virtio-net', legacyConfig: netLegacyConfig },
+  { name: 'virtio-net', legacyConfig: netLegacyConfig, create: createVirtioNet },
   { name: 'virtio-rnd', legacyConfig: genericLegacyConfig },
   { name: 'virtio-console', legacyConfig: virtioConsoleLegacyConfig },
   { name: 'virtio-scsi', legacyConfig: virtioScsiLegacyConfig },

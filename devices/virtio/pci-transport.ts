@@ -68,6 +68,8 @@ export interface VirtioDevice {
   deactivate(): void;
   /** A notification that reached the register (no ioeventfd installed) for a live queue. */
   notify(queue: number): void;
+  /** Device reset (status 0 written), after deactivate(): device state returns to its defaults. */
+  reset?(): void;
   /** The interrupt mode or a vector changed while active. */
   interruptsChanged?(): void;
   /** ISR bits the data path set since the last read (read-to-clear). */
@@ -221,6 +223,7 @@ export class VirtioPciTransport implements PciDeviceModel {
     this.status = 0;
     this.isr = 0;
     this.device.takeIsr?.();
+    this.device.reset?.();
     this.queueSel = 0;
     this.configVector = VIRTIO_MSI_NO_VECTOR;
     for (const q of this.queues) {

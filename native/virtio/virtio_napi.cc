@@ -1,5 +1,5 @@
 // N-API surface of the virtio data paths (exported as `virtio` from the addon): the shared block backend,
-// the virtio-blk queue worker, and an anonymous-memory guest RAM for driving workers without a VM.
+// the virtio-blk queue worker (virtio-net's is added by net_napi.cc), and an anonymous-memory guest RAM for driving workers without a VM.
 // Thin: argument checks and conversions; the typed API is devices/virtio-blk/native.ts.
 #include <napi.h>
 #include <sys/mman.h>
@@ -386,8 +386,11 @@ class BlkWorkerWrap : public Napi::ObjectWrap<BlkWorkerWrap> {
 
 }  // namespace
 
+void AddNetExports(Napi::Env env, Napi::Object o);  // native/virtio/net_napi.cc
+
 Napi::Object VirtioExports(Napi::Env env) {
   Napi::Object o = Napi::Object::New(env);
+  AddNetExports(env, o);
   o.Set("GuestRam", GuestRamWrap::Define(env));
   o.Set("BlockBackend", BackendWrap::Define(env));
   o.Set("BlkWorker", BlkWorkerWrap::Define(env));
