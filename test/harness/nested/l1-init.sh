@@ -42,6 +42,9 @@ mount -t 9p -o "$opts,ro,cache=loose" usr /usr || echo "TSBHYVE-L1-WARN cannot m
 mkdir -p /lib
 ln -s /usr/lib/x86_64-linux-gnu /lib/x86_64-linux-gnu
 ln -s /usr/lib64 /lib64
+# On a merged-/usr host, /usr/sbin/ip is a link to /bin/ip, which here is busybox's applet (no ip netns): point
+# the names the tests need at the host's programs in /usr/bin.
+for p in ip; do [ -x "/usr/bin/$p" ] && ln -sf "/usr/bin/$p" "/bin/$p"; done
 if [ -n "$project" ]; then
   mkdir -p "$project"
   mount -t 9p -o "$opts" project "$project" || echo "TSBHYVE-L1-WARN cannot mount the project at $project"

@@ -7,12 +7,14 @@
 #include "edu.h"
 #include "nvme.h"
 #include "virtio_blk.h"
+#include "virtio_net.h"
 #include "virtio_rng.h"
 
 const struct pci_driver *const pci_drivers[] = {
 	&edu_driver,
 	&virtio_rng_driver,
 	&virtio_blk_driver,
+	&virtio_net_driver,
 	&nvme_driver,
 	&ahci_driver,
 	0,
