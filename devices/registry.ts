@@ -10,6 +10,7 @@ import { createHostbridge } from './hostbridge/device.js';
 import { createLpc } from './lpc/device.js';
 import { createVirtioBlk } from './virtio-blk/device.js';
 import { createVirtioNet } from './virtio-net/device.js';
+import { createVirtioRnd } from './virtio-rnd/device.js';
 import { netLegacyConfig } from './net/config.js';
 import { nvmeLegacyConfig } from './nvme/config.js';
 import { createNvme } from './nvme/device.js';
@@ -42,7 +43,7 @@ const emulations: readonly PciEmulation[] = [
   { name: 'nvme', legacyConfig: nvmeLegacyConfig, create: createNvme },
   { name: 'virtio-blk', legacyConfig: blockLegacyConfig, create: createVirtioBlk },
   { name: 'virtio-net', legacyConfig: netLegacyConfig, create: createVirtioNet },
-  { name: 'virtio-rnd', legacyConfig: genericLegacyConfig },
+  { name: 'virtio-rnd', legacyConfig: genericLegacyConfig, create: createVirtioRnd },
   { name: 'virtio-console', legacyConfig: virtioConsoleLegacyConfig },
   { name: 'virtio-scsi', legacyConfig: virtioScsiLegacyConfig },
   { name: 'virtio-9p', legacyConfig: virtio9pLegacyConfig },

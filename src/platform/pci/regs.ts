@@ -56,3 +56,4 @@ export const PCIC_BRIDGE = 0x06;
 export const PCIS_BRIDGE_HOST = 0x00;
 export const PCIS_BRIDGE_ISA = 0x01;
 export const PCIC_SERIALBUS = 0x0c;
+export const PCIC_CRYPTO = 0x10;
