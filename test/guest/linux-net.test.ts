@@ -3,7 +3,8 @@
 // the VMM side makes (inside the nested-KVM L1 on this machine; directly on hardware KVM). The guest sees the MAC
 // and MTU it was given and its queues' interrupt vectors, takes a static address, pings the host (also with
 // fragmented 8000-byte pings) and downloads 4 MiB over TCP from busybox httpd in the namespace, checked by md5:
-// the download goes through the tap's offloads (GUEST_CSUM, GUEST_TSO4) and mergeable receive buffers.
+// the download goes through the tap's offloads (GUEST_CSUM, GUEST_TSO4) and mergeable receive buffers. A
+// virtio-rnd beside it becomes the kernel's hw_random source.
 import test from 'tape';
 import { spawnSync } from 'node:child_process';
 import { runLinuxGuests } from '../harness/nested/linux-guests.js';
@@ -29,13 +30,16 @@ ping -c 3 -W 5 10.79.0.1 | tail -2
 ping -c 2 -W 5 -s 8000 10.79.0.1 | tail -2
 echo "download md5=$(wget -q -O - http://10.79.0.1:8080/blob | md5sum | cut -d' ' -f1)"
 echo "rx_packets=$(cat /sys/class/net/eth0/statistics/rx_packets) rx_errors=$(cat /sys/class/net/eth0/statistics/rx_errors) tx_errors=$(cat /sys/class/net/eth0/statistics/tx_errors)"
+# virtio-rnd behind the kernel's hw_random: the current source, and bytes read from /dev/hwrng.
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /dev/hwrng ] && break; sleep 0.5; done
+echo "hwrng=$(cat /sys/class/misc/hw_random/rng_current) read=$(head -c 4096 /dev/hwrng | wc -c)"
 echo "net checks done"
 `;
 
 /** The VMM side: a namespace with tap0 at 10.79.0.1 and httpd serving 4 MiB of random data, tsbhyve inside it. */
 function vmm(b: Parameters<ReturnType<typeof tsbhyve>>[0]): string {
   // The boot paths are the batch script's shell words: hand them in as arguments of the sh -c.
-  const inner = tsbhyve(['-s', `3,virtio-net,tap0,mac=${MAC}`])({ ...b, kernel: '$1', initrd: '$2' });
+  const inner = tsbhyve(['-s', `3,virtio-net,tap0,mac=${MAC}`, '-s', '4,virtio-rnd'])({ ...b, kernel: '$1', initrd: '$2' });
   const ns = `tsbhyve-lnet-${process.pid}`;
   const steps = [
     `ns=${ns}`,
@@ -78,5 +82,6 @@ test('linux-net: the Debian kernel\'s virtio_net on tsbhyve over a tap: ping and
   t.ok(md5 && md5.length === 32, 'the host made the file');
   t.match(out, new RegExp(`download md5=${md5}`), 'the 4 MiB download arrived intact over TCP');
   t.match(out, /rx_errors=0 tx_errors=0/, 'no driver errors');
+  t.match(out, /hwrng=virtio_rng\.\d+ read=4096/, 'virtio-rnd is the kernel\'s hw_random source and /dev/hwrng gives 4096 bytes');
   t.ok(Number(hostCheck(g!.console, 'tap_rx')) > 10, `the tap saw the guest's frames (${hostCheck(g!.console, 'tap_rx')})`);
 });
