@@ -7,11 +7,11 @@
 import { BhyveError, ExitStatus } from '../../src/config/errors.js';
 import { PCIC_STORAGE } from '../../src/platform/pci/regs.js';
 import type { DataPath } from '../../src/platform/machine.js';
-import { EventFd } from '../../src/vm/eventfd.js';
 import { watchDiskResize } from '../block/resize-watch.js';
 import type { PciDeviceFactory } from '../device.js';
-import { bit, VIRTIO_DEV_BLOCK, VIRTIO_PCI_QUEUE_NOTIFY, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC, VIRTIO_TYPE_BLOCK } from '../virtio/constants.js';
-import { VIRTIO_REG_BAR, VirtioPciTransport, type QueueConfig, type VirtioDevice } from '../virtio/pci-transport.js';
+import { bit, VIRTIO_DEV_BLOCK, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC, VIRTIO_TYPE_BLOCK } from '../virtio/constants.js';
+import { VirtioPciTransport, type QueueConfig, type VirtioDevice } from '../virtio/pci-transport.js';
+import { QueueWiring } from '../virtio/queue-wiring.js';
 import {
   BLK_CFG,
   BLK_CONFIG_SIZE,
@@ -41,12 +41,8 @@ export class VirtioBlkDevice implements VirtioDevice {
   private readonly configView: DataView;
 
   private worker?: NativeBlkWorker;
-  private notifyFd?: EventFd;
-  private interruptFd?: EventFd;
-  private msiGsi?: number;
-  /** what is registered with KVM right now, to undo on deactivate */
-  private ioeventfdAt?: number;
-  private irqfdGsi?: number;
+  /** the queue's notification eventfd and KVM wiring */
+  private wiring?: QueueWiring;
   /** bumped on every (de)activation so that late callbacks of a stopped worker are ignored */
   private generation = 0;
   private activeQueues: readonly QueueConfig[] = [];
@@ -114,7 +110,7 @@ export class VirtioBlkDevice implements VirtioDevice {
   }
 
   notify(): void {
-    this.notifyFd?.signal();
+    this.wiring?.signal();
   }
 
   interruptsChanged(): void {
@@ -149,31 +145,8 @@ export class VirtioBlkDevice implements VirtioDevice {
       return;
     }
     const gen = ++this.generation;
-    this.notifyFd ??= new EventFd();
-    const kvm = this.dataPath.kvm;
-    const route = transport.queueRoute(0);
-    let interruptFd: number | undefined;
-    let useIsr = false;
-    if (kvm) {
-      // Completions by irqfd when the vector is a plain MSI(-X) message; masked or absent vectors and INTx
-      // go through the callback, where the transport applies PCI's masking and ISR rules.
-      const msg = route.mode === 'msix' ? (route.msix && !route.msix.masked ? route.msix : undefined) : route.msi;
-      if (msg) {
-        this.interruptFd ??= new EventFd();
-        this.msiGsi ??= kvm.allocMsiGsi();
-        kvm.setMsiRoute(this.msiGsi, msg.addr, msg.data);
-        kvm.irqfd(this.interruptFd.fd, this.msiGsi);
-        this.irqfdGsi = this.msiGsi;
-        interruptFd = this.interruptFd.fd;
-        useIsr = route.mode === 'msi';
-      }
-      const bar = transport.fn.bars[VIRTIO_REG_BAR]!;
-      if (bar.size > 0 && transport.fn.decodeEnabled(VIRTIO_REG_BAR)) {
-        const addr = bar.addr + VIRTIO_PCI_QUEUE_NOTIFY;
-        kvm.ioeventfd(this.notifyFd.fd, { addr, len: 2, pio: true, data: 0 });
-        this.ioeventfdAt = addr;
-      }
-    }
+    this.wiring ??= new QueueWiring(this.dataPath, 0);
+    const { interruptFd, useIsr } = this.wiring.attach(transport);
     const canDelete = this.geometry.canDelete;
     const worker = new (nativeVirtio().BlkWorker)(
       this.dataPath.memoryHandle,
@@ -194,7 +167,7 @@ export class VirtioBlkDevice implements VirtioDevice {
         id: this.options.serial,
         ioThreads: this.options.ioThreads,
         engine: this.options.engine,
-        notifyFd: this.notifyFd.fd,
+        notifyFd: this.wiring.notifyFd,
         interruptFd,
       },
       (kind) => {
@@ -211,25 +184,12 @@ export class VirtioBlkDevice implements VirtioDevice {
       worker.start();
     } catch (e) {
       // The rings are not in guest RAM: the driver gave an impossible PFN.
-      this.undoKvm();
+      this.wiring.detach();
       this.warn(`${transport.fn.label}: ${nativeErrorParts(e).message}; device needs reset`);
       transport.needsReset();
       return;
     }
     this.worker = worker;
-  }
-
-  private undoKvm(): void {
-    const kvm = this.dataPath?.kvm;
-    if (!kvm) return;
-    if (this.ioeventfdAt !== undefined && this.notifyFd) {
-      kvm.ioeventfd(this.notifyFd.fd, { addr: this.ioeventfdAt, len: 2, pio: true, data: 0, deassign: true });
-      this.ioeventfdAt = undefined;
-    }
-    if (this.irqfdGsi !== undefined && this.interruptFd) {
-      kvm.irqfd(this.interruptFd.fd, this.irqfdGsi, { deassign: true });
-      this.irqfdGsi = undefined;
-    }
   }
 
   private stopWorker(): void {
@@ -238,7 +198,7 @@ export class VirtioBlkDevice implements VirtioDevice {
     this.worker = undefined;
     // Join first: after stop() no request touches guest memory or the file.
     w?.stop();
-    this.undoKvm();
+    this.wiring?.detach();
   }
 
   /** Stops the data path and releases the disk (the VM is going away). */
@@ -247,8 +207,7 @@ export class VirtioBlkDevice implements VirtioDevice {
     this.stopWorker();
     this.closed = true;
     this.stopResizeWatch?.();
-    this.notifyFd?.close();
-    this.interruptFd?.close();
+    this.wiring?.close();
     this.backend.close();
   }
 }

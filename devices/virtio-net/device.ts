@@ -7,12 +7,12 @@ import { closeSync, fstatSync } from 'node:fs';
 import { BhyveError, ExitStatus } from '../../src/config/errors.js';
 import { PCIC_NETWORK } from '../../src/platform/pci/regs.js';
 import type { DataPath } from '../../src/platform/machine.js';
-import { EventFd } from '../../src/vm/eventfd.js';
 import type { PciDeviceFactory } from '../device.js';
 import { readNetOptions, type NetOptions } from '../net/options.js';
 import { nativeErrorParts } from '../virtio-blk/native.js';
-import { bit, VIRTIO_F_NOTIFY_ON_EMPTY, VIRTIO_PCI_QUEUE_NOTIFY, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from '../virtio/constants.js';
-import { VIRTIO_REG_BAR, VirtioPciTransport, type QueueConfig, type VirtioDevice } from '../virtio/pci-transport.js';
+import { bit, VIRTIO_F_NOTIFY_ON_EMPTY, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from '../virtio/constants.js';
+import { VirtioPciTransport, type QueueConfig, type VirtioDevice } from '../virtio/pci-transport.js';
+import { QueueWiring } from '../virtio/queue-wiring.js';
 import {
   nativeNet,
   NET_EVENT_INTERRUPT,
@@ -133,12 +133,8 @@ export class VirtioNetDevice implements VirtioDevice {
 
   private worker?: NativeNetWorker;
   private running = false;
-  private readonly notifyFds: EventFd[] = [];
-  private readonly interruptFds: EventFd[] = [];
-  private readonly msiGsis: number[] = [];
-  /** what is registered with KVM right now, to undo on deactivate */
-  private ioeventfds: Array<{ fd: number; addr: number; data: number }> = [];
-  private irqfds: Array<{ fd: number; gsi: number }> = [];
+  /** per queue: its notification eventfd and KVM wiring */
+  private readonly wirings: Array<QueueWiring | undefined> = [];
   private activeQueues: readonly QueueConfig[] = [];
   private features = 0;
   private transport?: VirtioPciTransport;
@@ -203,7 +199,7 @@ export class VirtioNetDevice implements VirtioDevice {
   }
 
   notify(queue: number): void {
-    this.notifyFds[queue]?.signal();
+    this.wirings[queue]?.signal();
   }
 
   interruptsChanged(): void {
@@ -253,36 +249,14 @@ export class VirtioNetDevice implements VirtioDevice {
       transport.needsReset();
       return;
     }
-    const kvm = this.dataPath.kvm;
-    const bar = transport.fn.bars[VIRTIO_REG_BAR]!;
-    const canIoeventfd = kvm !== undefined && bar.size > 0 && transport.fn.decodeEnabled(VIRTIO_REG_BAR);
     let useIsr = false;
     const specs: Array<NetQueueSpec | null> = [null, null, null];
     for (const q of this.activeQueues) {
       if (q.index > 2 || (q.index === 2 && !this.has(VIRTIO_NET_F_CTRL_VQ))) continue;
-      const notify = (this.notifyFds[q.index] ??= new EventFd());
-      const spec: NetQueueSpec = { size: q.size, pfn: q.pfn, notifyFd: notify.fd };
-      if (kvm) {
-        // Interrupts by irqfd when the vector is a plain MSI(-X) message; masked or absent vectors and INTx go
-        // through the callback, where the transport applies PCI's masking and ISR rules.
-        const route = transport.queueRoute(q.index);
-        const msg = route.mode === 'msix' ? (route.msix && !route.msix.masked ? route.msix : undefined) : route.msi;
-        if (msg) {
-          const irq = (this.interruptFds[q.index] ??= new EventFd());
-          const gsi = (this.msiGsis[q.index] ??= kvm.allocMsiGsi());
-          kvm.setMsiRoute(gsi, msg.addr, msg.data);
-          kvm.irqfd(irq.fd, gsi);
-          this.irqfds.push({ fd: irq.fd, gsi });
-          spec.interruptFd = irq.fd;
-          useIsr = route.mode === 'msi';
-        }
-        if (canIoeventfd) {
-          const addr = bar.addr + VIRTIO_PCI_QUEUE_NOTIFY;
-          kvm.ioeventfd(notify.fd, { addr, len: 2, pio: true, data: q.index });
-          this.ioeventfds.push({ fd: notify.fd, addr, data: q.index });
-        }
-      }
-      specs[q.index] = spec;
+      const w = (this.wirings[q.index] ??= new QueueWiring(this.dataPath, q.index));
+      const r = w.attach(transport);
+      useIsr ||= r.useIsr;
+      specs[q.index] = { size: q.size, pfn: q.pfn, notifyFd: w.notifyFd, interruptFd: r.interruptFd };
     }
     // One worker object per device: its receive filter and counters outlive restarts. Events queued by a
     // stopped run may arrive later; only the current run's count.
@@ -308,7 +282,7 @@ export class VirtioNetDevice implements VirtioDevice {
         useIsr,
       });
     } catch (e) {
-      this.undoKvm();
+      for (const w of this.wirings) w?.detach();
       this.warn(`${transport.fn.label}: ${nativeErrorParts(e).message}; device needs reset`);
       transport.needsReset();
       return;
@@ -316,27 +290,18 @@ export class VirtioNetDevice implements VirtioDevice {
     this.running = true;
   }
 
-  private undoKvm(): void {
-    const kvm = this.dataPath?.kvm;
-    if (!kvm) return;
-    for (const e of this.ioeventfds) kvm.ioeventfd(e.fd, { addr: e.addr, len: 2, pio: true, data: e.data, deassign: true });
-    for (const e of this.irqfds) kvm.irqfd(e.fd, e.gsi, { deassign: true });
-    this.ioeventfds = [];
-    this.irqfds = [];
-  }
-
   private stopWorker(): void {
     this.running = false;
     // Join first: after stop() no frame touches guest memory.
     this.worker?.stop();
-    this.undoKvm();
+    for (const w of this.wirings) w?.detach();
   }
 
   close(): void {
     if (this.closed) return;
     this.stopWorker();
     this.closed = true;
-    for (const f of [...this.notifyFds, ...this.interruptFds]) f?.close();
+    for (const w of this.wirings) w?.close();
     this.port.close();
   }
 }

@@ -4,11 +4,11 @@
 // completing by irqfd, rate-limited (1 MiB/s sustained, 64 KiB bursts) so a guest cannot keep a host core busy.
 import { PCIC_CRYPTO } from '../../src/platform/pci/regs.js';
 import type { DataPath } from '../../src/platform/machine.js';
-import { EventFd } from '../../src/vm/eventfd.js';
 import type { PciDeviceFactory } from '../device.js';
 import { nativeErrorParts, nativeVirtio } from '../virtio-blk/native.js';
-import { bit, VIRTIO_PCI_QUEUE_NOTIFY, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from '../virtio/constants.js';
-import { VIRTIO_REG_BAR, VirtioPciTransport, type QueueConfig, type VirtioDevice } from '../virtio/pci-transport.js';
+import { bit, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from '../virtio/constants.js';
+import { VirtioPciTransport, type QueueConfig, type VirtioDevice } from '../virtio/pci-transport.js';
+import { QueueWiring } from '../virtio/queue-wiring.js';
 
 export const VIRTIO_DEV_RANDOM = 0x1005;
 export const VIRTIO_TYPE_ENTROPY = 4;
@@ -45,11 +45,7 @@ export class VirtioRndDevice implements VirtioDevice {
   readonly configSize = 0;
   private worker?: NativeRndWorker;
   private running = false;
-  private notifyFd?: EventFd;
-  private interruptFd?: EventFd;
-  private msiGsi?: number;
-  private ioeventfdAt?: number;
-  private irqfdGsi?: number;
+  private wiring?: QueueWiring;
   private queue?: QueueConfig;
   private features = 0;
   private transport?: VirtioPciTransport;
@@ -78,7 +74,7 @@ export class VirtioRndDevice implements VirtioDevice {
     this.queue = undefined;
   }
   notify(): void {
-    this.notifyFd?.signal();
+    this.wiring?.signal();
   }
   interruptsChanged(): void {
     if (!this.running) return;
@@ -104,28 +100,8 @@ export class VirtioRndDevice implements VirtioDevice {
       transport.needsReset();
       return;
     }
-    this.notifyFd ??= new EventFd();
-    const kvm = this.dataPath.kvm;
-    let interruptFd: number | undefined;
-    let useIsr = false;
-    if (kvm) {
-      const route = transport.queueRoute(0);
-      const msg = route.mode === 'msix' ? (route.msix && !route.msix.masked ? route.msix : undefined) : route.msi;
-      if (msg) {
-        this.interruptFd ??= new EventFd();
-        this.msiGsi ??= kvm.allocMsiGsi();
-        kvm.setMsiRoute(this.msiGsi, msg.addr, msg.data);
-        kvm.irqfd(this.interruptFd.fd, this.msiGsi);
-        this.irqfdGsi = this.msiGsi;
-        interruptFd = this.interruptFd.fd;
-        useIsr = route.mode === 'msi';
-      }
-      const bar = transport.fn.bars[VIRTIO_REG_BAR]!;
-      if (bar.size > 0 && transport.fn.decodeEnabled(VIRTIO_REG_BAR)) {
-        this.ioeventfdAt = bar.addr + VIRTIO_PCI_QUEUE_NOTIFY;
-        kvm.ioeventfd(this.notifyFd.fd, { addr: this.ioeventfdAt, len: 2, pio: true, data: 0 });
-      }
-    }
+    this.wiring ??= new QueueWiring(this.dataPath, 0);
+    const { interruptFd, useIsr } = this.wiring.attach(transport);
     const addon = nativeVirtio() as unknown as { RndWorker: new (memory: object, onEvent: (kind: number) => void) => NativeRndWorker };
     this.worker ??= new addon.RndWorker(this.dataPath.memoryHandle, (kind) => {
       const t = this.transport;
@@ -140,7 +116,7 @@ export class VirtioRndDevice implements VirtioDevice {
       this.worker.start({
         size: q.size,
         pfn: q.pfn,
-        notifyFd: this.notifyFd.fd,
+        notifyFd: this.wiring.notifyFd,
         interruptFd,
         eventIdx: (this.features & bit(VIRTIO_RING_F_EVENT_IDX)) !== 0,
         indirect: (this.features & bit(VIRTIO_RING_F_INDIRECT_DESC)) !== 0,
@@ -149,7 +125,7 @@ export class VirtioRndDevice implements VirtioDevice {
         burstBytes: RND_BURST_BYTES,
       });
     } catch (e) {
-      this.undoKvm();
+      this.wiring.detach();
       this.warn(`${transport.fn.label}: ${nativeErrorParts(e).message}; device needs reset`);
       transport.needsReset();
       return;
@@ -157,26 +133,17 @@ export class VirtioRndDevice implements VirtioDevice {
     this.running = true;
   }
 
-  private undoKvm(): void {
-    const kvm = this.dataPath?.kvm;
-    if (!kvm) return;
-    if (this.ioeventfdAt !== undefined && this.notifyFd) kvm.ioeventfd(this.notifyFd.fd, { addr: this.ioeventfdAt, len: 2, pio: true, data: 0, deassign: true });
-    if (this.irqfdGsi !== undefined && this.interruptFd) kvm.irqfd(this.interruptFd.fd, this.irqfdGsi, { deassign: true });
-    this.ioeventfdAt = this.irqfdGsi = undefined;
-  }
-
   private stopWorker(): void {
     this.running = false;
     this.worker?.stop();
-    this.undoKvm();
+    this.wiring?.detach();
   }
 
   close(): void {
     if (this.closed) return;
     this.stopWorker();
     this.closed = true;
-    this.notifyFd?.close();
-    this.interruptFd?.close();
+    this.wiring?.close();
   }
 }
 

@@ -1,4 +1,5 @@
 #include "virtio/blk_worker.h"
+#include "virtio/eventfd_ops.h"
 
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -13,11 +14,6 @@ namespace tsbhyve {
 namespace virtio {
 
 namespace {
-void DrainEventfd(int fd) {
-  uint64_t v;
-  while (read(fd, &v, sizeof v) == sizeof v) {
-  }
-}
 // Requests in flight in the ring at most (and slots for the two eventfd polls besides).
 constexpr unsigned kRingDepth = 128;
 constexpr uint64_t kNotifyTag = UINT64_MAX - 1;
@@ -25,11 +21,6 @@ constexpr uint64_t kNotifyTag = UINT64_MAX - 1;
 // (bench/README.md): 1, 2, 4 and 8 all beat one submission per batch by 1.3-1.6x at QD32; 4 keeps the syscalls few.
 constexpr unsigned kSubmitEvery = 4;
 constexpr uint64_t kStopTag = UINT64_MAX;
-void SignalEventfd(int fd) {
-  uint64_t one = 1;
-  while (write(fd, &one, sizeof one) < 0 && errno == EINTR) {
-  }
-}
 }  // namespace
 
 bool BlkWorker::Start(std::string* err) {

@@ -1,4 +1,5 @@
 #include "virtio/net_worker.h"
+#include "virtio/eventfd_ops.h"
 
 #include <fcntl.h>
 #include <sys/epoll.h>
@@ -14,16 +15,6 @@ namespace virtio {
 
 namespace {
 
-void DrainEventfd(int fd) {
-  uint64_t v;
-  while (read(fd, &v, sizeof v) == sizeof v) {
-  }
-}
-void SignalEventfd(int fd) {
-  uint64_t one = 1;
-  while (write(fd, &one, sizeof one) < 0 && errno == EINTR) {
-  }
-}
 
 // epoll tags: a queue's notification is its number; these are the others.
 constexpr uint64_t kTagStop = 100;

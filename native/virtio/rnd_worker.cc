@@ -1,4 +1,5 @@
 #include "virtio/rnd_worker.h"
+#include "virtio/eventfd_ops.h"
 
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -18,16 +19,6 @@ uint64_t NowNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
-}
-void DrainEventfd(int fd) {
-  uint64_t v;
-  while (read(fd, &v, sizeof v) == sizeof v) {
-  }
-}
-void SignalEventfd(int fd) {
-  uint64_t one = 1;
-  while (write(fd, &one, sizeof one) < 0 && errno == EINTR) {
-  }
 }
 // The most one request is filled with: Linux asks for a page or less; a larger chain gets this much.
 constexpr uint32_t kMaxPerRequest = 64 << 10;
