@@ -18,6 +18,7 @@ import { passthruLegacyConfig } from './passthru/config.js';
 import { uartLegacyConfig } from './uart/config.js';
 import { virtio9pLegacyConfig } from './virtio-9p/config.js';
 import { virtioConsoleLegacyConfig } from './virtio-console/config.js';
+import { createVirtioConsole } from './virtio-console/device.js';
 import { virtioInputLegacyConfig } from './virtio-input/config.js';
 import { virtioScsiLegacyConfig } from './virtio-scsi/config.js';
 import { xhciLegacyConfig } from './xhci/config.js';
@@ -44,7 +45,7 @@ const emulations: readonly PciEmulation[] = [
   { name: 'virtio-blk', legacyConfig: blockLegacyConfig, create: createVirtioBlk },
   { name: 'virtio-net', legacyConfig: netLegacyConfig, create: createVirtioNet },
   { name: 'virtio-rnd', legacyConfig: genericLegacyConfig, create: createVirtioRnd },
-  { name: 'virtio-console', legacyConfig: virtioConsoleLegacyConfig },
+  { name: 'virtio-console', legacyConfig: virtioConsoleLegacyConfig, create: createVirtioConsole },
   { name: 'virtio-scsi', legacyConfig: virtioScsiLegacyConfig },
   { name: 'virtio-9p', legacyConfig: virtio9pLegacyConfig },
   { name: 'virtio-input', legacyConfig: virtioInputLegacyConfig },

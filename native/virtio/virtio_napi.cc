@@ -388,11 +388,13 @@ class BlkWorkerWrap : public Napi::ObjectWrap<BlkWorkerWrap> {
 
 void AddNetExports(Napi::Env env, Napi::Object o);  // native/virtio/net_napi.cc
 void AddRndExports(Napi::Env env, Napi::Object o);  // native/virtio/rnd_napi.cc
+void AddConsoleExports(Napi::Env env, Napi::Object o);  // native/virtio/console_napi.cc
 
 Napi::Object VirtioExports(Napi::Env env) {
   Napi::Object o = Napi::Object::New(env);
   AddNetExports(env, o);
   AddRndExports(env, o);
+  AddConsoleExports(env, o);
   o.Set("GuestRam", GuestRamWrap::Define(env));
   o.Set("BlockBackend", BackendWrap::Define(env));
   o.Set("BlkWorker", BlkWorkerWrap::Define(env));

@@ -52,6 +52,7 @@ export const PCIM_MSIX_VCTRL_MASK = 0x1;
 export const PCIC_STORAGE = 0x01;
 export const PCIC_NETWORK = 0x02;
 export const PCIC_DISPLAY = 0x03;
+export const PCIC_SIMPLECOMM = 0x07;
 export const PCIC_BRIDGE = 0x06;
 export const PCIS_BRIDGE_HOST = 0x00;
 export const PCIS_BRIDGE_ISA = 0x01;
