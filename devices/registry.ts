@@ -16,6 +16,7 @@ import { nvmeLegacyConfig } from './nvme/config.js';
 import { createNvme } from './nvme/device.js';
 import { passthruLegacyConfig } from './passthru/config.js';
 import { uartLegacyConfig } from './uart/config.js';
+import { createPciUart } from './uart/device.js';
 import { virtio9pLegacyConfig } from './virtio-9p/config.js';
 import { virtioConsoleLegacyConfig } from './virtio-console/config.js';
 import { createVirtioConsole } from './virtio-console/device.js';
@@ -50,7 +51,7 @@ const emulations: readonly PciEmulation[] = [
   { name: 'virtio-9p', legacyConfig: virtio9pLegacyConfig },
   { name: 'virtio-input', legacyConfig: virtioInputLegacyConfig },
   { name: 'e1000', legacyConfig: netLegacyConfig },
-  { name: 'uart', legacyConfig: uartLegacyConfig },
+  { name: 'uart', legacyConfig: uartLegacyConfig, create: createPciUart },
   { name: 'fbuf', legacyConfig: genericLegacyConfig },
   { name: 'xhci', legacyConfig: xhciLegacyConfig },
   { name: 'hda', legacyConfig: genericLegacyConfig },

@@ -1,5 +1,5 @@
 // virtio-console (`-s S,virtio-console,NAME=PATH[,NAME=PATH...]`): bhyve's pci_virtio_console.c, a legacy virtio
-// console (1AF4:1003, subsystem 3, class 07/00) with MULTIPORT: up to 16 ports, each a unix-domain socket the device
+// console (1AF4:1003, subsystem 3, class 07/80) with MULTIPORT: up to 16 ports, each a unix-domain socket the device
 // listens on with one client at a time, named to the guest through the control queue (Linux shows the name in
 // /sys/class/virtio-ports/*/name and udev links /dev/virtio-ports/NAME). All 34 queues exist (a pair per possible
 // port and the control pair, 64 entries each) as in bhyve. The byte paths and the control protocol run in a native
@@ -29,6 +29,7 @@ import {
 } from './native.js';
 
 export const VIRTIO_DEV_CONSOLE = 0x1003;
+export const PCIS_SIMPLECOMM_OTHER = 0x80;
 export const VIRTIO_TYPE_CONSOLE = 3;
 /** bhyve's VTCON_RINGSZ, and its queue count: a pair per port plus the control pair. */
 export const VTCON_RINGSZ = 64;
@@ -62,7 +63,10 @@ export class VirtioConsoleDevice implements VirtioDevice {
   readonly pciDeviceId = VIRTIO_DEV_CONSOLE;
   readonly virtioType = VIRTIO_TYPE_CONSOLE;
   readonly pciClass = PCIC_SIMPLECOMM;
-  readonly pciSubclass = 0;
+  // bhyve leaves the subclass 0 (a 16450-compatible serial port), and Linux's 8250_pci then claims the function
+  // (one I/O BAR looks like a serial card), so virtio_pci never sees it. "Other communications controller", as
+  // QEMU's virtio-serial presents, keeps the serial driver away; virtio drivers match the IDs, not the class.
+  readonly pciSubclass = PCIS_SIMPLECOMM_OTHER;
   readonly queueSizes: readonly number[] = new Array<number>(VTCON_MAXQ).fill(VTCON_RINGSZ);
   readonly hostFeatures =
     (bit(VIRTIO_CONSOLE_F_SIZE) | bit(VIRTIO_CONSOLE_F_MULTIPORT) | bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_RING_F_EVENT_IDX)) >>> 0;

@@ -170,6 +170,13 @@ bool ConsoleWorker::Active(int port) const {
   return size_t(port) < cfg_.ports->ports.size() && (port == 0 || cfg_.multiport);
 }
 
+// With MULTIPORT the driver says when a guest program has the port open (PORT_OPEN); Linux throws away what
+// arrives before that, so the client's bytes wait in its socket until then. Without MULTIPORT port 0 is a console
+// the guest always reads.
+bool ConsoleWorker::GuestReading(int port) const {
+  return !cfg_.multiport || cfg_.ports->ports[port].guestOpen;
+}
+
 void ConsoleWorker::UpdateWatch(int port) {
   ConsolePort& p = P().ports[port];
   PortRun& r = run_[port];
@@ -179,7 +186,7 @@ void ConsoleWorker::UpdateWatch(int port) {
   }
   const bool rxUp = cfg_.queues[ConsoleRxQueue(port)].present && q_[ConsoleRxQueue(port)].error() == ChainError::kNone;
   uint32_t want = EPOLLRDHUP;  // EPOLLHUP and EPOLLERR are always reported
-  if (!p.readClosed && rxUp && !r.rxStarved) want |= EPOLLIN;
+  if (!p.readClosed && rxUp && !r.rxStarved && GuestReading(port)) want |= EPOLLIN;
   if (r.txBlocked) want |= EPOLLOUT;
   if (want == r.watched) return;
   epoll_event ev{};
@@ -281,7 +288,7 @@ void ConsoleWorker::ServicePortRx(int port) {
   ConsolePort& p = P().ports[port];
   PortRun& r = run_[port];
   const int q = ConsoleRxQueue(port);
-  if (p.connFd < 0 || p.readClosed || !cfg_.queues[q].present || q_[q].error() != ChainError::kNone) return;
+  if (p.connFd < 0 || p.readClosed || !GuestReading(port) || !cfg_.queues[q].present || q_[q].error() != ChainError::kNone) return;
   for (int i = 0; i < kBatch; i++) {
     if (!r.haveRx) {
       if (!Pop(q, &r.rxHeld)) {

@@ -139,6 +139,7 @@ class ConsoleWorker {
 
   void Run();
   bool Active(int port) const;
+  bool GuestReading(int port) const;
   void Accept(int port);
   void Disconnect(int port);
   void ServicePortRx(int port);

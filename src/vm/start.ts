@@ -91,6 +91,7 @@ export async function startVm(req: StartRequest): Promise<number> {
       bootorder: bootOrder(tree, pci),
     });
     await isa.ready;
+    await Promise.all(pci.all().map((f) => f.model.ready));
     if (tables) {
       for (const blob of tables.blobs) vm.memory.write(blob.gpa, blob.bytes);
       if (isa.fwcfg) {

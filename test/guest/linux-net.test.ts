@@ -4,11 +4,16 @@
 // and MTU it was given and its queues' interrupt vectors, takes a static address, pings the host (also with
 // fragmented 8000-byte pings) and downloads 4 MiB over TCP from busybox httpd in the namespace, checked by md5:
 // the download goes through the tap's offloads (GUEST_CSUM, GUEST_TSO4) and mergeable receive buffers. A
-// virtio-rnd beside it becomes the kernel's hw_random source.
+// virtio-rnd beside it becomes the kernel's hw_random source. A virtio-console with two ports on unix sockets:
+// a named data port (/sys/class/virtio-ports/*/name) that exchanges a line with a host client both ways, and a port
+// announced as a console, which the kernel makes /dev/hvc0; the sockets are gone after tsbhyve exits.
 import test from 'tape';
 import { spawnSync } from 'node:child_process';
 import { runLinuxGuests } from '../harness/nested/linux-guests.js';
+import { fileURLToPath } from 'node:url';
 import { hostCheck, shq, tsbhyve } from './linux-boot.js';
+
+const peerScript = fileURLToPath(new URL('./fixtures/console-peer.mjs', import.meta.url));
 
 const skip = spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status === 0 ? undefined : 'qemu-system-x86_64 is not installed';
 
@@ -33,13 +38,28 @@ echo "rx_packets=$(cat /sys/class/net/eth0/statistics/rx_packets) rx_errors=$(ca
 # virtio-rnd behind the kernel's hw_random: the current source, and bytes read from /dev/hwrng.
 for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /dev/hwrng ] && break; sleep 0.5; done
 echo "hwrng=$(cat /sys/class/misc/hw_random/rng_current) read=$(head -c 4096 /dev/hwrng | wc -c)"
+# virtio-console: the named data port and the console port (hvc0).
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -n "$(ls /sys/class/virtio-ports 2>/dev/null)" ] && break; sleep 0.5; done
+echo "vtcon pci driver=$(basename "$(readlink /sys/bus/pci/devices/0000:00:05.0/driver)") modules=$(grep -c virtio_console /proc/modules)"
+dmesg | grep -i -E 'virtio_console|virtio-ports|hvc|00:05.0' | tail -5
+for p in /sys/class/virtio-ports/*; do echo "vport $(basename $p) name=$(cat $p/name)"; done
+vp=""
+for p in /sys/class/virtio-ports/*; do [ "$(cat $p/name)" = org.tsbhyve.data ] && vp=$(basename $p); done
+[ -n "$vp" ] || fail "no port named org.tsbhyve.data"
+echo "vport read=$(timeout 60 head -n 1 /dev/$vp)"
+echo "guest-to-host-data" > /dev/$vp
+[ -c /dev/hvc0 ] && echo "hvc0 present"
+echo "hvc-hello" > /dev/hvc0
 echo "net checks done"
 `;
 
 /** The VMM side: a namespace with tap0 at 10.79.0.1 and httpd serving 4 MiB of random data, tsbhyve inside it. */
 function vmm(b: Parameters<ReturnType<typeof tsbhyve>>[0]): string {
   // The boot paths are the batch script's shell words: hand them in as arguments of the sh -c.
-  const inner = tsbhyve(['-s', `3,virtio-net,tap0,mac=${MAC}`, '-s', '4,virtio-rnd'])({ ...b, kernel: '$1', initrd: '$2' });
+  const inner = tsbhyve([
+    '-s', `3,virtio-net,tap0,mac=${MAC}`, '-s', '4,virtio-rnd',
+    '-s', '5,virtio-console,org.tsbhyve.data=$cdir/data.sock,hvc=$cdir/con.sock', '-o', 'pci.0.5.0.port.1.console=true',
+  ])({ ...b, kernel: '$1', initrd: '$2' });
   const ns = `tsbhyve-lnet-${process.pid}`;
   const steps = [
     `ns=${ns}`,
@@ -52,8 +72,13 @@ function vmm(b: Parameters<ReturnType<typeof tsbhyve>>[0]): string {
     'head -c 4194304 /dev/urandom > $www/blob',
     'echo "HOSTCHECK md5=$(md5sum < $www/blob | cut -d" " -f1)"',
     'ip netns exec $ns busybox httpd -p 10.79.0.1:8080 -h $www',
+    'cdir=$(mktemp -d)',
+    `node ${shq(peerScript)} $cdir > $cdir/peer.out 2>&1 & peer=$!`,
     `ip netns exec $ns ${inner}`,
     'st=$?',
+    'wait $peer; cat $cdir/peer.out',
+    'echo "HOSTCHECK sockets_left=$(ls $cdir | grep -c sock)"',
+    'rm -rf $cdir',
     'echo "HOSTCHECK tap_rx=$(ip netns exec $ns cat /sys/class/net/tap0/statistics/rx_packets)"',
     'ip netns pids $ns | xargs -r kill',
     'ip netns delete $ns',
@@ -83,5 +108,12 @@ test('linux-net: the Debian kernel\'s virtio_net on tsbhyve over a tap: ping and
   t.match(out, new RegExp(`download md5=${md5}`), 'the 4 MiB download arrived intact over TCP');
   t.match(out, /rx_errors=0 tx_errors=0/, 'no driver errors');
   t.match(out, /hwrng=virtio_rng\.\d+ read=4096/, 'virtio-rnd is the kernel\'s hw_random source and /dev/hwrng gives 4096 bytes');
+  t.match(out, /vport vport\d+p0 name=org\.tsbhyve\.data/, 'the data port carries its name');
+  t.match(out, /vport vport\d+p1 name=hvc/, 'the console port too');
+  t.match(out, /vport read=hello-from-host/, 'the host client\'s line reached the guest');
+  t.equal(hostCheck(g!.console, 'vtcon_data'), 'guest-to-host-data.', 'the guest\'s line reached the host client');
+  t.match(out, /hvc0 present/, 'the console port became /dev/hvc0');
+  t.equal(hostCheck(g!.console, 'vtcon_hvc'), 'hvc-hello', 'what the guest wrote to hvc0 reached the console socket');
+  t.equal(hostCheck(g!.console, 'sockets_left'), '0', 'tsbhyve removed its socket files');
   t.ok(Number(hostCheck(g!.console, 'tap_rx')) > 10, `the tap saw the guest's frames (${hostCheck(g!.console, 'tap_rx')})`);
 });

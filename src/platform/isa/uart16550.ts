@@ -20,6 +20,11 @@ export interface UartBackend {
   close(): void;
 }
 
+/** Where the UART's interrupt output goes: an ISA line shared with other ports, or a PCI function's INTx pin. */
+export interface UartInterruptLine {
+  set(source: object, level: boolean): void;
+}
+
 export const UART_FIFO_SIZE = 16;
 export const UART_REG_COUNT = 8;
 
@@ -106,12 +111,12 @@ export class Uart16550 {
   private scr = 0;
   /** The "THR empty" cause: set when THR empties or ETBEI is enabled, cleared by an IIR read reporting it. */
   private threPending = false;
-  private readonly line: IsaLine | undefined;
+  private readonly line: UartInterruptLine | undefined;
   private closed = false;
 
   constructor(
     private readonly backend: UartBackend | undefined,
-    irqLine?: IsaLine,
+    irqLine?: UartInterruptLine,
   ) {
     this.line = irqLine;
     this.msr = this.modemInputs();

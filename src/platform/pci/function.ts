@@ -57,6 +57,8 @@ export interface PciDeviceModel {
    * e.g. by irqfd).
    */
   interruptRouteChanged?(): void;
+  /** Settles when the device's start-up work outside the guest is done (a listening socket); rejects if it failed. */
+  readonly ready?: Promise<void>;
 }
 
 /** The interrupt wiring the bus sets up for a function's INTx pin. */

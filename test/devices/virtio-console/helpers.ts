@@ -155,13 +155,17 @@ export async function guestWrite(r: ConsoleRig, port: number, data: Uint8Array):
   await q.waitUsed(1);
 }
 
-/** Brings multiport up as Linux does: control buffers, DEVICE_READY, PORT_READY for each announced port. */
-export async function bringUp(r: ConsoleRig, nports: number): Promise<{ msgs: CtrlMsg[]; ctrlAddrs: number[] }> {
+/**
+ * Brings multiport up as Linux does: control buffers, DEVICE_READY, PORT_READY for each announced port, and (as a
+ * guest program opening every port) PORT_OPEN.
+ */
+export async function bringUp(r: ConsoleRig, nports: number, open = true): Promise<{ msgs: CtrlMsg[]; ctrlAddrs: number[] }> {
   const ctrlAddrs = postBuffers(r, CTRL_RX, 32, 512);
   await sendCtrl(r, 0xffffffff, DEVICE_READY, 1);
   const adds = await readCtrl(r, ctrlAddrs, nports);
   const msgs = [...adds];
   for (const a of adds) await sendCtrl(r, a.id, PORT_READY, 1);
+  if (open) for (const a of adds) await sendCtrl(r, a.id, PORT_OPEN, 1);
   return { msgs, ctrlAddrs };
 }
 

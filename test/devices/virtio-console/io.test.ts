@@ -48,7 +48,7 @@ test('PCI identity, features, configuration space and queues as bhyve presents a
     t.equal(r.dev.cfgRead(PCIR_DEVICE, 2), 0x1003);
     t.equal(r.dev.cfgRead(PCIR_SUBDEV_0, 2), 3, 'subsystem = virtio type 3 (console)');
     t.equal(r.dev.cfgRead(PCIR_CLASS, 1), 0x07, 'class simple communications');
-    t.equal(r.dev.cfgRead(PCIR_SUBCLASS, 1), 0);
+    t.equal(r.dev.cfgRead(PCIR_SUBCLASS, 1), 0x80, "subclass other (not a serial port, which Linux's 8250_pci would claim)");
     const f = r.dev.hostFeatures();
     t.ok(f & F_SIZE && f & F_MULTIPORT, 'offers SIZE and MULTIPORT (bhyve offers the value 3)');
     t.ok(f & bit(VIRTIO_RING_F_INDIRECT_DESC) && f & bit(VIRTIO_RING_F_EVENT_IDX), 'and the ring features');
@@ -100,6 +100,32 @@ test('MULTIPORT bring-up: each port announced, named, marked console, opened whe
     const closed = await readCtrl(r, ctrlAddrs, 1);
     t.deepEqual([closed[0]!.id, closed[0]!.event, closed[0]!.value], [0, PORT_OPEN, 0], 'PORT_OPEN(0) when the client goes');
     t.ok(r.m.irq.events.length > 0 && r.stats().interrupts > 0, 'interrupts raised');
+  } finally {
+    r.close();
+  }
+  t.end();
+});
+
+test('client bytes wait in the socket until a guest program opens the port (Linux drops them before)', async (t) => {
+  const r = consoleRig({ ports: ['w'] });
+  try {
+    const { ctrlAddrs } = await bringUp(r, 1, false);
+    await readCtrl(r, ctrlAddrs, 1); // PORT_NAME
+    const c = await client(r.path('w'));
+    await readCtrl(r, ctrlAddrs, 1); // PORT_OPEN 1
+    const rx = postBuffers(r, rxQueue(0), 2, 64);
+    c.sock.write('early');
+    t.ok(await r.q(rxQueue(0)).idleFor(100), 'nothing delivered while the port is closed in the guest');
+    await sendCtrl(r, 0, PORT_OPEN, 1);
+    const [u] = await r.q(rxQueue(0)).waitUsed(1);
+    t.equal(Buffer.from(r.m.memory.bytes.subarray(rx[0]!, rx[0]! + u!.len)).toString(), 'early', 'delivered once it is open');
+    await sendCtrl(r, 0, PORT_OPEN, 0);
+    c.sock.write('later');
+    t.ok(await r.q(rxQueue(0)).idleFor(100), 'held again after the guest closes it');
+    await sendCtrl(r, 0, PORT_OPEN, 1);
+    const [u2] = await r.q(rxQueue(0)).waitUsed(1);
+    t.equal(Buffer.from(r.m.memory.bytes.subarray(rx[1]!, rx[1]! + u2!.len)).toString(), 'later', 'and delivered on the next open');
+    c.sock.destroy();
   } finally {
     r.close();
   }
