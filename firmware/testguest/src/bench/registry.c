@@ -3,7 +3,7 @@
 #include "../lib/print.h"
 #include "../lib/string.h"
 
-extern const struct bench bench_pio, bench_mmio, bench_virtio_blk, bench_nvme, bench_ahci;
+extern const struct bench bench_pio, bench_mmio, bench_virtio_blk, bench_nvme, bench_ahci, bench_virtio_net;
 
 const struct bench *const benches[] = {
 	&bench_pio,
@@ -11,6 +11,7 @@ const struct bench *const benches[] = {
 	&bench_virtio_blk,
 	&bench_nvme,
 	&bench_ahci,
+	&bench_virtio_net,
 	0,
 };
 

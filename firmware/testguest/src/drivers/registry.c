@@ -7,6 +7,7 @@
 #include "edu.h"
 #include "nvme.h"
 #include "virtio_blk.h"
+#include "virtio_console.h"
 #include "virtio_net.h"
 #include "virtio_rng.h"
 
@@ -15,6 +16,7 @@ const struct pci_driver *const pci_drivers[] = {
 	&virtio_rng_driver,
 	&virtio_blk_driver,
 	&virtio_net_driver,
+	&virtio_console_driver,
 	&nvme_driver,
 	&ahci_driver,
 	0,
