@@ -551,7 +551,10 @@ export class XhciController implements PciDeviceModel {
       return;
     }
     // Ringing a stopped endpoint restarts it (§4.6.9); a halted or errored one waits for Reset Endpoint.
-    if (ep.state === R.EP_STOPPED) ep.state = R.EP_RUNNING;
+    if (ep.state === R.EP_STOPPED) {
+      ep.state = R.EP_RUNNING;
+      this.writeOutput(slot);
+    }
     this.runEndpoint(slot, ep);
   }
 
