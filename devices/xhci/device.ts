@@ -67,6 +67,8 @@ export interface XhciStats {
   hostSystemErrors: number;
   trbErrors: number;
   lostEvents: number;
+  /** bugs caught at the register boundary (each halts the controller with HSE); always 0 unless tsbhyve is wrong */
+  internalErrors: number;
 }
 
 type TdIo = { dir: 'in'; data: Uint8Array } | { dir: 'out'; limit: number; done: (data: Uint8Array) => boolean };
@@ -102,7 +104,9 @@ export class XhciController implements PciDeviceModel {
   private readonly events: EventRing = new EventRing();
   private irqLevel = false;
   private runStart = 0n;
-  readonly stats: XhciStats = { ignoredDoorbells: 0, budgetExhausted: 0, hostSystemErrors: 0, trbErrors: 0, lostEvents: 0 };
+  readonly stats: XhciStats = { ignoredDoorbells: 0, budgetExhausted: 0, hostSystemErrors: 0, trbErrors: 0, lostEvents: 0, internalErrors: 0 };
+  /** the message of the last internal error, for the operator */
+  lastInternalError?: string;
 
   constructor(
     readonly fn: PciFunction,
@@ -115,7 +119,7 @@ export class XhciController implements PciDeviceModel {
     }
     for (const { port, device } of devices) {
       this.ports[port]!.device = device;
-      device.onData = (ep) => this.deviceData(port, ep);
+      device.onData = (ep) => this.guarded(() => this.deviceData(port, ep));
     }
     this.reset();
   }
@@ -178,7 +182,21 @@ export class XhciController implements PciDeviceModel {
   barWrite(bar: number, offset: number, size: 1 | 2 | 4, value: number): void {
     // §5.1: registers are written as dwords (64-bit ones as two); narrower or unaligned writes are dropped.
     if (bar !== 0 || size !== 4 || (offset & 3) !== 0 || offset < 0 || offset >= R.BAR_SIZE) return;
-    this.writeDword(offset, value >>> 0);
+    this.guarded(() => this.writeDword(offset, value >>> 0));
+  }
+
+  /**
+   * Guest-driven work never throws by design (every failure is a completion code or HSE); should a bug make it
+   * throw, the VMM still must not stop: the controller halts with a Host System Error and the error is counted.
+   */
+  private guarded(f: () => void): void {
+    try {
+      f();
+    } catch (e) {
+      this.stats.internalErrors++;
+      this.lastInternalError = e instanceof Error ? e.message : String(e);
+      this.hostSystemError();
+    }
   }
 
   private readDword(off: number): number {

@@ -30,6 +30,7 @@ const hse = (drv: XhciDriver): boolean => (drv.op(R.OP_USBSTS) & (R.USBSTS_HSE |
 
 /** After a halt: HCRST and a fresh start must give a working controller. */
 function recovers(t: test.Test, drv: XhciDriver): void {
+  t.equal(drv.controller.stats.internalErrors, 0, `no internal errors${drv.controller.lastInternalError ? `: ${drv.controller.lastInternalError}` : ''}`);
   drv.reset();
   drv.start();
   drv.drain();
@@ -538,5 +539,40 @@ test('slots and devices going away: Disable Slot with transfers pending, reports
   t.pass('pointer() with a zero-sized framebuffer or NaN coordinates is ignored');
   const again = drv.enableSlot();
   t.equal(drv.addressDevice(again.slotId, PORT).code, R.CC.SUCCESS, 'the port can be addressed again by a new slot');
+  t.end();
+});
+
+test('random TRBs on every ring: completion codes and halts, never an exception', (t) => {
+  const { drv } = xhciMachine(['-s', '30,xhci,tablet'], 30);
+  const { slotId } = enumerateTablet(drv);
+  let seed = 12345;
+  const rnd = (): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed;
+  };
+  const ramTop = drv.m.memory.bytes.length;
+  const tablet = drv.controller.tablets()[0]!;
+  for (let round = 0; round < 400; round++) {
+    const ptr = rnd() % 4 === 0 ? rnd() : rnd() % ramTop;
+    const which = rnd() % 3;
+    const ctl = (rnd() & ~1) >>> 0;
+    if (which === 0) drv.cmd!.push(ptr, rnd() % 8 === 0 ? rnd() : 0, rnd(), ctl);
+    else (which === 1 ? drv.ep0.get(slotId)! : drv.ring(slotId, 3)).push(ptr, 0, rnd(), ctl);
+    drv.doorbell(rnd() % 3 === 0 ? slotId : 0, rnd() % 4 === 0 ? rnd() : which === 1 ? 1 : 3);
+    if (round % 7 === 0) tablet.pointer(rnd() & 31, rnd() % 1000, rnd() % 1000, 800, 600);
+    if (round % 5 === 0) drv.setReg((rnd() % (R.BAR_SIZE / 4)) * 4, rnd());
+    drv.drain();
+    if (drv.op(R.OP_USBSTS) & R.USBSTS_HCH) {
+      drv.reset();
+      drv.start();
+      drv.drain();
+      drv.setPortsc(PORT, R.PORTSC_PP | R.PORTSC_PR);
+      drv.enableSlot();
+      drv.addressDevice(1, PORT);
+      drv.configureInterruptIn(1);
+      drv.drain();
+    }
+  }
+  t.equal(drv.controller.stats.internalErrors, 0, `400 rounds of random TRBs and register writes: no internal errors${drv.controller.lastInternalError ? ` (${drv.controller.lastInternalError})` : ''}`);
   t.end();
 });
