@@ -437,7 +437,7 @@ export class XhciController implements PciDeviceModel {
 
   /**
    * The interrupt reaches the guest while IP, IE and USBCMD.INTE are set (§4.17.1), or on a host system error
-   * with HSEE. MSI sends one message when that becomes true; INTx follows it as a level.
+   * with HSEE. MSI sends one message when that becomes true (and clears IP); INTx follows it as a level.
    */
   private updateIrq(): void {
     const level =
@@ -447,7 +447,11 @@ export class XhciController implements PciDeviceModel {
     this.irqLevel = level;
     if (this.fn.msiEnabled()) {
       this.fn.deassertLintr();
-      if (rising) this.fn.generateMsi(0);
+      if (rising && this.fn.generateMsi(0) && (this.iman & R.IMAN_IP)) {
+        // §4.17.5: with MSI the controller clears IP itself once the message is sent; EHB stays until ERDP.
+        this.iman &= ~R.IMAN_IP;
+        this.irqLevel = (this.usbsts & R.USBSTS_HSE) !== 0 && (this.usbcmd & R.USBCMD_HSEE) !== 0;
+      }
     } else if (level) {
       this.fn.assertLintr();
     } else {

@@ -9,6 +9,7 @@
 #include "virtio_blk.h"
 #include "virtio_net.h"
 #include "virtio_rng.h"
+#include "xhci.h"
 
 const struct pci_driver *const pci_drivers[] = {
 	&edu_driver,
@@ -17,5 +18,6 @@ const struct pci_driver *const pci_drivers[] = {
 	&virtio_net_driver,
 	&nvme_driver,
 	&ahci_driver,
+	&xhci_driver,
 	0,
 };
