@@ -13,11 +13,11 @@ test('enumeration: port reset, slot, address, descriptors, configuration', (t) =
   t.equal(drv.portsc(PORT) & (R.PORTSC_CCS | R.PORTSC_CSC | R.PORTSC_PED), R.PORTSC_CCS | R.PORTSC_CSC, 'port 5: connected, change reported, not enabled before reset');
   drv.start();
   t.equal(drv.op(R.OP_USBSTS) & R.USBSTS_HCH, 0, 'running: HCH clear');
+  t.equal(drv.ir(R.IR_IMAN) & R.IMAN_IP, 0, 'with MSI the controller clears IMAN.IP once the message is sent (§4.17.5)');
+  t.ok(drv.ir(R.IR_ERDP_LO) & R.ERDP_EHB, '... while ERDP.EHB stays set until software moves ERDP');
   const psc = drv.take(R.TRB_PORT_STATUS_CHANGE);
   t.equal(psc?.port, PORT, 'a Port Status Change event for port 5 when the controller starts');
   t.ok(drv.msiCount() >= 1, 'MSI raised for it');
-  t.equal(drv.ir(R.IR_IMAN) & R.IMAN_IP, 0, 'with MSI the controller clears IMAN.IP once the message is sent (§4.17.5)');
-  t.ok(drv.ir(R.IR_ERDP_LO) & R.ERDP_EHB, '... while ERDP.EHB stays set until software moves ERDP');
   t.ok(drv.op(R.OP_USBSTS) & R.USBSTS_PCD, 'USBSTS.PCD');
 
   drv.setPortsc(PORT, R.PORTSC_PP | R.PORTSC_CSC); // clear CSC
