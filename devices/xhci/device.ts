@@ -882,7 +882,9 @@ export class XhciController implements PciDeviceModel {
 
   private runEndpoint(s: Slot, ep: Endpoint): void {
     ep.ring.budget = R.RING_BUDGET;
-    const device = this.ports[s.port]?.device;
+    const port = this.ports[s.port];
+    // A device behind a disabled port (software wrote PED, or it was never reset) does not answer.
+    const device = port && port.portsc & R.PORTSC_PED ? port.device : undefined;
     while (this.running && ep.state === R.EP_RUNNING && this.slots[s.id] === s) {
       if (!this.roomForEvent()) return;
       const f = ep.ring.peek(this.mem);

@@ -524,6 +524,22 @@ test('register accesses: narrow and unaligned writes, read-only space, the last 
   t.end();
 });
 
+test('a port the guest disabled: its device no longer answers', (t) => {
+  const { drv } = xhciMachine(['-s', '30,xhci,tablet'], 30);
+  const { slotId } = enumerateTablet(drv);
+  drv.setPortsc(PORT, R.PORTSC_PP | R.PORTSC_PED);
+  const r = drv.getDescriptor(slotId, 1, 0, 18);
+  t.equal(r.code, R.CC.USB_TRANSACTION, 'a control transfer: USB Transaction Error');
+  t.equal(drv.epState(slotId, 1), R.EP_HALTED, '... EP0 halted');
+  drv.setPortsc(PORT, R.PORTSC_PP | R.PORTSC_PR);
+  drv.drain();
+  drv.command(0, 0, 0, CMD(R.TRB_RESET_EP, slotId, 1 << 16));
+  const ring = drv.ep0.get(slotId)!;
+  drv.command(ring.enqueueAddr | (ring.cycle ? 1 : 0), 0, 0, CMD(R.TRB_SET_TR_DEQUEUE, slotId, 1 << 16));
+  t.equal(drv.getDescriptor(slotId, 1, 0, 18).actual, 18, 'after a port reset and endpoint recovery it answers again');
+  t.end();
+});
+
 test('slots and devices going away: Disable Slot with transfers pending, reports for unaddressed devices', (t) => {
   const { drv } = xhciMachine(['-s', '30,xhci,tablet'], 30);
   const { slotId } = enumerateTablet(drv);
