@@ -94,7 +94,7 @@ export class XhciController implements PciDeviceModel {
   private dcbaap = 0;
   private config = 0;
   private iman = 0;
-  private imod = 0x4000 >>> 0;
+  private imod = 0x4000;
   private erstsz = 0;
   private erstbaLo = 0;
   private erstbaHi = 0;
@@ -140,7 +140,7 @@ export class XhciController implements PciDeviceModel {
     this.dcbaap = 0;
     this.config = 0;
     this.iman = 0;
-    this.imod = 0x4000 >>> 0; // §5.5.2.2: IMODI defaults to 4000 (1 ms)
+    this.imod = 0x4000; // §5.5.2.2: IMODI defaults to 4000 (1 ms)
     this.erstsz = 0;
     this.erstbaLo = this.erstbaHi = 0;
     this.erdpLo = this.erdpHi = 0;
@@ -864,9 +864,10 @@ export class XhciController implements PciDeviceModel {
 
   // --- transfer rings (§4.10-4.11) -----------------------------------------------------------------------
 
-  private transferEvent(s: Slot, ep: Endpoint, trb: Trb | { addr: number; paramLo?: number; paramHi?: number }, code: number, residual: number, interrupt: boolean, ed = false): void {
-    const lo = ed ? (trb as Trb).paramLo : lo32(trb.addr);
-    const hi = ed ? (trb as Trb).paramHi : hi32(trb.addr);
+  /** §6.4.2.1: the TRB's address (or, for an Event Data TRB, its data), the residual length, the endpoint. */
+  private transferEvent(s: Slot, ep: Endpoint, trb: Trb, code: number, residual: number, interrupt: boolean, ed = false): void {
+    const lo = ed ? trb.paramLo : lo32(trb.addr);
+    const hi = ed ? trb.paramHi : hi32(trb.addr);
     const control = (R.TRB_TRANSFER_EVENT << 10) | (ed ? 1 << 2 : 0) | (ep.dci << 16) | (s.id << 24);
     this.postEvent(encodeTrb(lo, hi, ((code << 24) | (residual & 0xffffff)) >>> 0, control >>> 0), interrupt);
   }
