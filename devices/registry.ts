@@ -23,6 +23,7 @@ import { createVirtioConsole } from './virtio-console/device.js';
 import { virtioInputLegacyConfig } from './virtio-input/config.js';
 import { virtioScsiLegacyConfig } from './virtio-scsi/config.js';
 import { xhciLegacyConfig } from './xhci/config.js';
+import { createXhci } from './xhci/device.js';
 
 export interface PciEmulation {
   /** the name given to `-s` */
@@ -53,7 +54,7 @@ const emulations: readonly PciEmulation[] = [
   { name: 'e1000', legacyConfig: netLegacyConfig },
   { name: 'uart', legacyConfig: uartLegacyConfig, create: createPciUart },
   { name: 'fbuf', legacyConfig: genericLegacyConfig },
-  { name: 'xhci', legacyConfig: xhciLegacyConfig },
+  { name: 'xhci', legacyConfig: xhciLegacyConfig, create: createXhci },
   { name: 'hda', legacyConfig: genericLegacyConfig },
   { name: 'passthru', legacyConfig: passthruLegacyConfig },
   { name: 'dummy', legacyConfig: genericLegacyConfig },

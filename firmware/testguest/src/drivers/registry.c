@@ -10,6 +10,7 @@
 #include "virtio_console.h"
 #include "virtio_net.h"
 #include "virtio_rng.h"
+#include "xhci.h"
 
 const struct pci_driver *const pci_drivers[] = {
 	&edu_driver,
@@ -19,5 +20,6 @@ const struct pci_driver *const pci_drivers[] = {
 	&virtio_console_driver,
 	&nvme_driver,
 	&ahci_driver,
+	&xhci_driver,
 	0,
 };
