@@ -15,6 +15,7 @@ import { netLegacyConfig } from './net/config.js';
 import { nvmeLegacyConfig } from './nvme/config.js';
 import { createNvme } from './nvme/device.js';
 import { passthruLegacyConfig } from './passthru/config.js';
+import { createFbuf } from './fbuf/device.js';
 import { uartLegacyConfig } from './uart/config.js';
 import { createPciUart } from './uart/device.js';
 import { virtio9pLegacyConfig } from './virtio-9p/config.js';
@@ -53,7 +54,7 @@ const emulations: readonly PciEmulation[] = [
   { name: 'virtio-input', legacyConfig: virtioInputLegacyConfig },
   { name: 'e1000', legacyConfig: netLegacyConfig },
   { name: 'uart', legacyConfig: uartLegacyConfig, create: createPciUart },
-  { name: 'fbuf', legacyConfig: genericLegacyConfig },
+  { name: 'fbuf', legacyConfig: genericLegacyConfig, create: createFbuf },
   { name: 'xhci', legacyConfig: xhciLegacyConfig, create: createXhci },
   { name: 'hda', legacyConfig: genericLegacyConfig },
   { name: 'passthru', legacyConfig: passthruLegacyConfig },

@@ -87,8 +87,23 @@ export interface MachineAccelerators {
   pciConf1?(ecamBase: number, present: Uint8Array): void;
 }
 
+/**
+ * Host memory a device shares with the guest at a BAR (vm_create_devmem + vm_mmap_memseg): guest accesses to it
+ * do not exit. The device maps it where its BAR decodes and unmaps it when the BAR moves or stops decoding.
+ */
+export interface DeviceMemory {
+  readonly bytes: Uint8Array;
+  map(gpa: number): void;
+  unmap(): void;
+}
+
 export interface Machine {
   readonly accel?: MachineAccelerators;
+  /**
+   * A device memory segment of `size` bytes (a multiple of 4 KiB), or absent on machines without one (the
+   * guest-driver harness): the device then serves the BAR through its MMIO handlers from its own buffer.
+   */
+  deviceMemory?(name: string, size: number): DeviceMemory;
   readonly io: IoSpace;
   readonly irq: InterruptController;
   readonly memory: GuestMemoryAccess;

@@ -1,6 +1,6 @@
 // The Machine that device models see (src/platform/machine.ts), implemented over a running Vm.
-import type { DataPath, GuestMemoryAccess, IoSpace, InterruptController, Machine, MachineAccelerators, MmioHandler, PortHandler, SuspendHow } from '../platform/machine.js';
-import { SuspendHow as VmSuspend, type Vm } from './vm.js';
+import type { DataPath, DeviceMemory, GuestMemoryAccess, IoSpace, InterruptController, Machine, MachineAccelerators, MmioHandler, PortHandler, SuspendHow } from '../platform/machine.js';
+import { PROT_READ, PROT_WRITE, SuspendHow as VmSuspend, type Vm } from './vm.js';
 
 const SUSPEND: Record<SuspendHow, VmSuspend> = {
   reset: VmSuspend.Reset,
@@ -48,6 +48,8 @@ export class VmMachine implements Machine {
   private readonly closers: Array<() => void> = [];
   /** the next free GSI for MSI routes (docs/vmm.md: 64 and up) */
   private nextMsiGsi = 64;
+  /** the next device memory segment number: bhyve's VM_FRAMEBUFFER is 2 (1 is the boot ROM's) */
+  private nextSegid = 2;
 
   constructor(private readonly vm: Vm) {
     const stats = this.exitStats;
@@ -114,6 +116,25 @@ export class VmMachine implements Machine {
       },
       onClose: (fn) => {
         this.closers.push(fn);
+      },
+    };
+  }
+
+  deviceMemory(name: string, size: number): DeviceMemory {
+    const seg = this.vm.createDevmem(this.nextSegid++, name, size);
+    let at: number | undefined;
+    return {
+      bytes: seg.bytes,
+      map: (gpa) => {
+        if (at === gpa) return;
+        if (at !== undefined) this.vm.unmapMemseg(at, size);
+        at = undefined;
+        this.vm.mapMemseg(gpa, seg.segid, 0, size, PROT_READ | PROT_WRITE);
+        at = gpa;
+      },
+      unmap: () => {
+        if (at !== undefined) this.vm.unmapMemseg(at, size);
+        at = undefined;
       },
     };
   }
