@@ -4,7 +4,7 @@
 extern const struct suite suite_platform, suite_uart, suite_rtc, suite_pmtimer, suite_hpet,
 	suite_irq, suite_msi, suite_power, suite_fault, suite_virtio_rng,
 	suite_pwrbtn, suite_virtio_blk, suite_virtio_blk_durable, suite_nvme, suite_nvme_durable,
-	suite_ahci, suite_ahci_durable, suite_virtio_net, suite_virtio_console, suite_xhci;
+	suite_ahci, suite_ahci_durable, suite_virtio_net, suite_virtio_console, suite_xhci, suite_fbuf;
 
 const struct suite *const suites[] = {
 	&suite_platform,
@@ -24,6 +24,7 @@ const struct suite *const suites[] = {
 	&suite_virtio_net,
 	&suite_virtio_console,
 	&suite_xhci,
+	&suite_fbuf,
 	&suite_pwrbtn,
 	&suite_power,
 	&suite_fault,
