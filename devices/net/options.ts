@@ -17,6 +17,45 @@ export interface NetOptions {
   mac: Uint8Array;
   /** advertised through VIRTIO_NET_F_MTU */
   mtu: number;
+  /** slirp: the `hostfwd` rules, and whether the guest may reach out (`open`; bhyve's default is restricted) */
+  slirp?: { forwards: SlirpForwardRule[]; open: boolean };
+}
+
+export interface SlirpForwardRule {
+  udp: boolean;
+  hostAddr: string;
+  hostPort: number;
+  guestAddr: string;
+  guestPort: number;
+}
+
+/**
+ * bhyve's slirp `hostfwd` syntax: rules separated by `;`, each `proto:haddr:hport-gaddr:gport` (proto `udp`, anything
+ * else TCP); an empty address is any (host) or the guest's DHCP address (guest), an empty port 0.
+ */
+export function parseHostfwd(value: string): SlirpForwardRule[] {
+  return value.split(';').map((rule) => {
+    const bad = (why: string): BhyveError => fail(`unable to parse hostfwd rule '${rule}': ${why}`);
+    const colon = rule.indexOf(':');
+    if (colon < 0) throw bad('Invalid argument');
+    const proto = rule.slice(0, colon);
+    const rest = rule.slice(colon + 1);
+    const dash = rest.indexOf('-');
+    if (dash < 0) throw bad('Invalid argument');
+    const side = (text: string): { addr: string; port: number } => {
+      const c = text.indexOf(':');
+      if (c < 0) throw bad('Invalid argument');
+      const addr = text.slice(0, c);
+      if (addr !== '' && !/^\d{1,3}(\.\d{1,3}){3}$/.test(addr)) throw bad('Protocol family not supported');
+      const portText = text.slice(c + 1);
+      const port = portText === '' ? 0 : Number.parseInt(portText, 10) || 0;
+      if (port < 0 || port > 65535) throw bad('Invalid argument');
+      return { addr, port };
+    };
+    const host = side(rest.slice(0, dash));
+    const guest = side(rest.slice(dash + 1));
+    return { udp: proto === 'udp', hostAddr: host.addr, hostPort: host.port, guestAddr: guest.addr, guestPort: guest.port };
+  });
 }
 
 /** bhyve's VTNET_MIN_MTU (ETHERMIN) and VTNET_MAX_MTU (65535 minus an Ethernet header). */
@@ -78,5 +117,9 @@ export function readNetOptions(tree: ConfigTree, node: ConfigNode, slot: number,
     if (!(n >= NET_MIN_MTU && n <= NET_MAX_MTU)) throw fail(`invalid MTU '${mtuText}': expected ${NET_MIN_MTU} to ${NET_MAX_MTU}`);
     mtu = n;
   }
-  return { backend, kind, mac, mtu };
+  const slirp =
+    kind === 'slirp'
+      ? { forwards: tree.getIn(node, 'hostfwd') ? parseHostfwd(tree.getIn(node, 'hostfwd')!) : [], open: tree.getBoolInDefault(node, 'open', false) }
+      : undefined;
+  return { backend, kind, mac, mtu, slirp };
 }

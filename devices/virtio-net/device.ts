@@ -84,6 +84,8 @@ export function netFeatures(offloads: boolean): number {
 /** The packet side of the device: a tap, or (tests) any datagram fd carrying the same records. */
 export interface PacketPort {
   readonly fd: number;
+  /** whether the far end takes the tap's offloads (virtio headers with GSO and partial checksums); default true */
+  readonly offloads?: boolean;
   /** TUNSETVNETHDRSZ / TUNSETOFFLOAD where the fd is a tap; a no-op otherwise. */
   configure(headerBytes: 10 | 12, tunOffloads: number): void;
   close(): void;
@@ -306,6 +308,35 @@ export class VirtioNetDevice implements VirtioDevice {
   }
 }
 
+/**
+ * User-mode networking: libslirp on a thread of its own at the far end of a packet socket pair (native/net/slirp.cc),
+ * the NetWorker at the near end as with any record socket. No offloads (slirp wants whole, checksummed frames).
+ */
+export function slirpPort(opts: NetOptions): PacketPort {
+  const net = nativeNet();
+  const [near, far] = net.packetPair();
+  let backend;
+  try {
+    backend = new net.SlirpBackend(far, { restricted: !(opts.slirp?.open ?? false), forwards: opts.slirp?.forwards ?? [] });
+  } catch (e) {
+    closeSync(near);
+    closeSync(far);
+    throw new BhyveError(ExitStatus.ERROR, `backend slirp: ${nativeErrorParts(e).message}`, false);
+  }
+  let open = true;
+  return {
+    fd: near,
+    offloads: false,
+    configure: (h) => backend.setHeaderBytes(h),
+    close: () => {
+      if (!open) return;
+      open = false;
+      backend.stop();
+      closeSync(near);
+    },
+  };
+}
+
 /** The packet port for the configured backend, or bhyve's error (status 4) when it cannot be had on this host. */
 export function openBackend(opts: NetOptions): PacketPort {
   switch (opts.kind) {
@@ -328,14 +359,14 @@ export function openBackend(opts: NetOptions): PacketPort {
     case 'netmap':
       throw new BhyveError(ExitStatus.ERROR, `backend ${opts.backend}: ${opts.kind} exists only on FreeBSD; on Linux use a tap (tapN or vmnetN)`, false);
     case 'slirp':
-      throw new BhyveError(ExitStatus.ERROR, `backend slirp: user-mode networking is not available in this tsbhyve yet; use a tap (tapN or vmnetN)`, false);
+      return slirpPort(opts);
   }
 }
 
 export const createVirtioNet: PciDeviceFactory = (ctx) => {
   const opts = readNetOptions(ctx.tree, ctx.node, ctx.fn.slot, ctx.fn.func);
   const port = openBackend(opts);
-  const device = new VirtioNetDevice(port, opts, ctx.machine.dataPath, ctx.warn);
+  const device = new VirtioNetDevice(port, opts, ctx.machine.dataPath, ctx.warn, port.offloads ?? true);
   const msix = ctx.tree.getBoolDefault('virtio_msix', true);
   const transport = new VirtioPciTransport(ctx.fn, device, ctx, { msix });
   device.attach(transport);

@@ -64,7 +64,25 @@ export const TUN_F_TSO4 = 0x02;
 export const TUN_F_TSO6 = 0x04;
 export const TUN_F_TSO_ECN = 0x08;
 
+/** One `hostfwd` rule: a host address and port forwarded to the guest (address '' = any / slirp's guest). */
+export interface SlirpForward {
+  udp: boolean;
+  hostAddr: string;
+  hostPort: number;
+  guestAddr: string;
+  guestPort: number;
+}
+
+export interface NativeSlirpBackend {
+  /** the device's virtio header length (10, or 12 with MRG_RXBUF) */
+  setHeaderBytes(n: 10 | 12): void;
+  /** joins the thread, frees libslirp's network and closes its socket */
+  stop(): void;
+  stats(): { toGuest: number; fromGuest: number; dropped: number };
+}
+
 interface NetAddon {
+  SlirpBackend: new (fd: number, settings: { restricted: boolean; forwards: SlirpForward[] }) => NativeSlirpBackend;
   NetWorker: new (memory: object, onEvent: (kind: number, queue: number) => void) => NativeNetWorker;
   openTap(name: string): number;
   tapConfigure(fd: number, headerBytes: 10 | 12, offloads: number): void;

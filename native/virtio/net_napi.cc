@@ -4,6 +4,7 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -13,6 +14,7 @@
 
 #include "napi_events.h"
 #include "napi_handles.h"
+#include "net/slirp.h"
 #include "net/tap.h"
 #include "virtio/net_worker.h"
 
@@ -261,9 +263,78 @@ Napi::Value PacketPair(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// new SlirpBackend(fd, {restricted, forwards: [{udp, hostAddr, hostPort, guestAddr, guestPort}]}): libslirp on its
+// own thread behind `fd` (one end of a packetPair, which it then owns); throws "E<errno>: message".
+class SlirpBackendWrap : public Napi::ObjectWrap<SlirpBackendWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "SlirpBackend", {
+      InstanceMethod("setHeaderBytes", &SlirpBackendWrap::SetHeaderBytes),
+      InstanceMethod("stop", &SlirpBackendWrap::Stop),
+      InstanceMethod("stats", &SlirpBackendWrap::Stats),
+    });
+  }
+  explicit SlirpBackendWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SlirpBackendWrap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsObject()) { ThrowType(env, "SlirpBackend(fd, settings)"); return; }
+    int fd = info[0].As<Napi::Number>().Int32Value();
+    Napi::Object o = info[1].As<Napi::Object>();
+    net::SlirpSettings st;
+    st.restricted = o.Get("restricted").ToBoolean().Value();
+    Napi::Value fv = o.Get("forwards");
+    if (fv.IsArray()) {
+      Napi::Array fa = fv.As<Napi::Array>();
+      for (uint32_t i = 0; i < fa.Length(); i++) {
+        if (!fa.Get(i).IsObject()) { ThrowType(env, "SlirpBackend: a forward must be an object"); return; }
+        Napi::Object f = fa.Get(i).As<Napi::Object>();
+        net::HostForward hf;
+        hf.udp = f.Get("udp").ToBoolean().Value();
+        auto addr = [&](const char* a, const char* p, sockaddr_in* out) {
+          out->sin_family = AF_INET;
+          std::string s = f.Get(a).IsString() ? f.Get(a).As<Napi::String>().Utf8Value() : "";
+          if (!s.empty() && inet_pton(AF_INET, s.c_str(), &out->sin_addr) != 1) return false;
+          double port = f.Get(p).IsNumber() ? f.Get(p).As<Napi::Number>().DoubleValue() : -1;
+          if (!(port >= 0 && port <= 65535)) return false;
+          out->sin_port = htons(uint16_t(port));
+          return true;
+        };
+        if (!addr("hostAddr", "hostPort", &hf.host) || !addr("guestAddr", "guestPort", &hf.guest)) {
+          ThrowType(env, "SlirpBackend: a forward needs IPv4 addresses and ports 0..65535");
+          return;
+        }
+        st.forwards.push_back(hf);
+      }
+    }
+    std::string err;
+    if (!backend_.Start(fd, st, &err)) ThrowErrno(env, ENOENT, err);
+  }
+
+ private:
+  Napi::Value SetHeaderBytes(const Napi::CallbackInfo& info) {
+    uint32_t n = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
+    if (n != 10 && n != 12) { ThrowType(info.Env(), "SlirpBackend.setHeaderBytes: 10 or 12"); return {}; }
+    backend_.SetHeaderBytes(n);
+    return info.Env().Undefined();
+  }
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    backend_.Stop();
+    return info.Env().Undefined();
+  }
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("toGuest", Napi::Number::New(env, double(backend_.stats().toGuest.load())));
+    o.Set("fromGuest", Napi::Number::New(env, double(backend_.stats().fromGuest.load())));
+    o.Set("dropped", Napi::Number::New(env, double(backend_.stats().dropped.load())));
+    return o;
+  }
+  net::SlirpBackend backend_;
+};
+
 }  // namespace
 
 void AddNetExports(Napi::Env env, Napi::Object o) {
+  o.Set("SlirpBackend", SlirpBackendWrap::Define(env));
   o.Set("NetWorker", NetWorkerWrap::Define(env));
   o.Set("openTap", Napi::Function::New(env, OpenTap, "openTap"));
   o.Set("tapConfigure", Napi::Function::New(env, TapConfigure, "tapConfigure"));

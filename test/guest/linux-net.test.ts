@@ -88,13 +88,60 @@ function vmm(b: Parameters<ReturnType<typeof tsbhyve>>[0]): string {
   return `sh -c ${shq(steps.join('; '))} sh "${b.kernel}" "${b.initrd}"`;
 }
 
-test('linux-net: the Debian kernel\'s virtio_net on tsbhyve over a tap: ping and a TCP download checked by md5', { skip, timeout: 900_000 }, async (t) => {
+// The slirp guest: bhyve's user-mode network with `open` (the guest may reach out) and a hostfwd rule. It serves a
+// page on port 80, fetches one from the host's loopback through the gateway 10.0.2.2, and waits until the host has
+// fetched its page through the forward (the host then publishes /done).
+const FWD_PORT = 47180;
+const HOST_PORT = 47181;
+const slirpScript = `
+set -e
+fail() { echo "CHECK FAILED: $*"; exit 1; }
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /sys/class/net/eth0 ] && break; sleep 0.5; done
+[ -e /sys/class/net/eth0 ] || fail "no eth0"
+ip addr add 10.0.2.15/24 dev eth0
+ip link set eth0 up
+ip route add default via 10.0.2.2
+mkdir -p /www && echo served-by-the-guest > /www/g.txt
+busybox httpd -p 80 -h /www
+echo "outbound=$(wget -q -O - http://10.0.2.2:${HOST_PORT}/h.txt)"
+for i in $(seq 1 90); do wget -q -O /dev/null http://10.0.2.2:${HOST_PORT}/done 2>/dev/null && break; sleep 1; done
+echo "host fetched=$(wget -q -O - http://10.0.2.2:${HOST_PORT}/done)"
+echo "slirp checks done"
+`;
+
+function slirpVmm(b: Parameters<ReturnType<typeof tsbhyve>>[0]): string {
+  const inner = tsbhyve(['-s', `3,virtio-net,slirp,hostfwd=tcp:127.0.0.1:${FWD_PORT}-:80,open`])({ ...b, kernel: '$1', initrd: '$2' });
+  const steps = [
+    'ip link set lo up 2>/dev/null',  // the L1 starts with loopback down
+    'd=$(mktemp -d)',
+    'echo served-by-the-host > $d/h.txt',
+    `busybox httpd -f -p 127.0.0.1:${HOST_PORT} -h $d & web=$!`,
+    `(for i in $(seq 1 150); do if busybox wget -q -O $d/got http://127.0.0.1:${FWD_PORT}/g.txt 2>/dev/null; then cp $d/got $d/done; break; fi; sleep 1; done) & poller=$!`,
+    inner,
+    'st=$?',
+    'echo "HOSTCHECK fwd=$(cat $d/got 2>/dev/null)"',
+    'kill $web $poller 2>/dev/null; wait $web 2>/dev/null',
+    'rm -rf $d',
+    'exit $st',
+  ];
+  return `sh -c ${shq(steps.join('; '))} sh "${b.kernel}" "${b.initrd}"`;
+}
+
+test('linux-net: the Debian kernel\'s virtio_net on tsbhyve over a tap and over slirp', { skip, timeout: 900_000 }, async (t) => {
   const run = await runLinuxGuests(
-    [{ name: 'net', script, cpus: 1, memMiB: 256, disks: [], vmm }],
+    [
+      { name: 'net', script, cpus: 1, memMiB: 256, disks: [], vmm },
+      { name: 'slirp', script: slirpScript, cpus: 1, memMiB: 256, disks: [], vmm: slirpVmm },
+    ],
     { guestTimeoutSec: 300, onLine: (l) => process.stdout.write(`# ${l.text}\n`) },
   );
-  console.log(`# the guest ran on ${run.where} (${run.reason}); batch ${Math.round(run.totalMs ?? 0)} ms`);
-  const [g] = run.guests;
+  console.log(`# the guests ran on ${run.where} (${run.reason}); batch ${Math.round(run.totalMs ?? 0)} ms`);
+  const [g, sg] = run.guests;
+  const sout = sg!.output;
+  t.equal(sg!.status, 0, `slirp: the guest's script passed: ${sout.trim().split('\n').at(-1)}`);
+  t.match(sout, /outbound=served-by-the-host/, 'slirp open: the guest fetched a page from the host\'s loopback through 10.0.2.2');
+  t.equal(hostCheck(sg!.console, 'fwd'), 'served-by-the-guest', 'slirp hostfwd: the host fetched the guest\'s page through 127.0.0.1');
+  t.match(sout, /host fetched=served-by-the-guest/, 'and the guest saw the host finish');
   const out = g!.output;
   t.equal(g!.status, 0, `the guest's script passed: ${out.trim().split('\n').at(-1)}`);
   t.equal(g!.vmmStatus, 1, 'tsbhyve exited 1 (powered off)');

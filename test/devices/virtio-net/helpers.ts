@@ -36,11 +36,13 @@ export interface NetRigOptions {
   flags?: string[];
   accept?: (offered: number) => number;
   msix?: boolean;
+  /** a backend other than the test's socket pair (e.g. 'slirp'); `peer` is then -1 */
+  backend?: string;
 }
 
 export function netRig(o: NetRigOptions = {}): NetRig {
-  const [devFd, peer] = nativeNet().packetPair();
-  const spec = `3,virtio-net,fd:${devFd}${o.opts ? ',' + o.opts : ''}`;
+  const [devFd, peer] = o.backend ? [-1, -1] : nativeNet().packetPair();
+  const spec = `3,virtio-net,${o.backend ?? `fd:${devFd}`}${o.opts ? ',' + o.opts : ''}`;
   const { m, dev, warnings } = virtioMachine([...(o.flags ?? []), '-s', spec], 3);
   if (o.msix) dev.enableMsix(4);
   const offered = dev.hostFeatures();
@@ -65,7 +67,7 @@ export function netRig(o: NetRigOptions = {}): NetRig {
     device,
     close() {
       m.close();
-      closeSync(peer);
+      if (peer >= 0) closeSync(peer);
     },
   };
 }

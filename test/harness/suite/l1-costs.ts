@@ -16,7 +16,7 @@ export const l1Costs: Record<string, number> = {
   'test/devices/virtio-console/kvm.test.ts': 60,
   'test/guest/linux-nvme.test.ts': 49,
   'test/guest/linux.test.ts': 48,
-  'test/guest/linux-net.test.ts': 70,
+  'test/guest/linux-net.test.ts': 110,
   'test/harness/nested.test.ts': 45,
   'test/guest/bootrom.test.ts': 36,
   'test/devices/virtio-blk/kvm.test.ts': 35,
