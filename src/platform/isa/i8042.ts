@@ -1,8 +1,10 @@
 // A minimal 8042 keyboard controller (ports 0x60 data, 0x64 status/command; IBM PC/AT Technical Reference,
-// "Keyboard/Auxiliary Device Controller") with a PS/2 keyboard that answers commands but never types, and no
-// mouse on the auxiliary port. It is there so the OS's probe finishes quickly with a sane answer, and for the
-// reset line: command 0xFE (or any pulse of output-port bit 0) resets the machine.
+// "Keyboard/Auxiliary Device Controller") with a PS/2 keyboard that answers commands and types the keys the VNC
+// server delivers (keyEvent), and no mouse on the auxiliary port. It is there so the OS's probe finishes quickly
+// with a sane answer, for the reset line (command 0xFE, or any pulse of output-port bit 0, resets the machine), and
+// for keyboard input on an fbuf console.
 import type { Machine, PortSize } from '../machine.js';
+import { keysymToKey, set1Bytes, set2Bytes } from './ps2-keymap.js';
 
 export const KBC_DATA_PORT = 0x60;
 export const KBC_CMD_PORT = 0x64;
@@ -48,6 +50,14 @@ type PendingController = 'ram' | 'outport' | 'kbdOut' | 'auxOut' | 'aux';
 type PendingKeyboard = 'leds' | 'typematic' | 'scanset';
 
 const OUTPUT_LIMIT = 16;
+/** Key bytes held for a guest that reads slowly (a few dozen keystrokes). */
+const KEY_QUEUE_LIMIT = 256;
+
+/** The keyboard controller of each machine, for the devices that deliver keys to it (fbuf's VNC server). */
+const controllers = new WeakMap<Machine, KeyboardController>();
+export function keyboardOf(machine: Machine): KeyboardController | undefined {
+  return controllers.get(machine);
+}
 
 /**
  * Replies the keyboard can send that the 8042's set 2 -> set 1 translation changes. Scan codes would be translated
@@ -66,8 +76,10 @@ export class KeyboardController {
   private scanSet = 2;
   private lastKbdByte = KBD_ACK;
   private lastOut = 0;
-  /** Whether the keyboard would send keys (enabled by 0xF4, disabled by 0xF5); recorded, nothing to send. */
+  /** Whether the keyboard sends keys (enabled by 0xF4 and by reset, disabled by 0xF5). */
   keyboardScanning = true;
+  /** Key bytes waiting to enter the output buffer, one at a time, so command replies are never stuck behind them. */
+  private keyQueue: number[] = [];
 
   constructor(private readonly machine: Machine) {
     // The state the firmware leaves: keyboard interrupt on, translation on, system flag set (POST passed).
@@ -75,6 +87,27 @@ export class KeyboardController {
     this.status |= STS_SYS;
     machine.io.registerPort(KBC_DATA_PORT, 1, (w, _p, size, v) => this.dataAccess(w, size, v));
     machine.io.registerPort(KBC_CMD_PORT, 1, (w, _p, size, v) => this.commandAccess(w, size, v));
+    controllers.set(machine, this);
+  }
+
+  /**
+   * A key going down or up on the PS/2 keyboard (from the VNC server's KeyEvent): its scan codes in the set the
+   * guest reads (set 1 when the controller translates or the keyboard is in set 1, else set 2). Returns false when
+   * the key was not sent: unknown keysym, keyboard disabled or not scanning, or a full key queue (a guest that
+   * does not read its keyboard loses keys rather than VMM memory).
+   */
+  keyEvent(down: boolean, keysym: number): boolean {
+    const k = keysymToKey(keysym);
+    if (!k || !this.keyboardScanning || this.ram[0]! & CTR_KBD_DISABLE) return false;
+    const bytes = this.ram[0]! & CTR_XLATE || this.scanSet === 1 ? set1Bytes(k, down) : set2Bytes(k, down);
+    if (this.keyQueue.length + bytes.length > KEY_QUEUE_LIMIT) return false;
+    this.keyQueue.push(...bytes);
+    this.pumpKeys();
+    return true;
+  }
+
+  private pumpKeys(): void {
+    if (this.output.length === 0 && this.keyQueue.length > 0) this.push(this.keyQueue.shift()!, false);
   }
 
   /** True when the A20 gate is open (output port bit 1); KVM guests always see A20 enabled anyway. */
@@ -232,6 +265,7 @@ export class KeyboardController {
     }
     switch (v) {
       case 0xff: // reset and self-test
+        this.keyQueue = [];
         this.scanSet = 2;
         this.keyboardScanning = true;
         this.kbd(KBD_ACK);
@@ -298,6 +332,7 @@ export class KeyboardController {
     this.status &= ~STS_TIMEOUT;
     if (this.output.length > 0) this.raiseForHead();
     else this.syncStatus();
+    this.pumpKeys();
     // With the buffer empty a real controller hands out the stale byte again.
     if (head) this.lastOut = head.value;
     return this.lastOut;

@@ -139,3 +139,54 @@ test('8042 and POST port: malformed accesses are harmless', (t) => {
   t.equal(post.writes, 2);
   t.end();
 });
+
+test('8042 keyEvent: VNC keysyms become set 1 codes through translation, set 2 without it', (t) => {
+  const m = new TestMachine();
+  const kbc = new KeyboardController(m);
+  const drain = (): number[] => {
+    const out: number[] = [];
+    for (let v = readData(m); v !== undefined; v = readData(m)) out.push(v);
+    return out;
+  };
+  t.ok(kbc.keyEvent(true, 0x61) && kbc.keyEvent(false, 0x61), "'a' down and up");
+  t.deepEqual(drain(), [0x1e, 0x9e], 'translated: set 1 make and break of A');
+  kbc.keyEvent(true, 0x41);
+  t.deepEqual(drain(), [0x1e], "'A' is the same key (the client sends Shift itself)");
+  kbc.keyEvent(true, 0xff52);
+  kbc.keyEvent(false, 0xff52);
+  t.deepEqual(drain(), [0xe0, 0x48, 0xe0, 0xc8], 'Up: extended');
+  t.notOk(kbc.keyEvent(true, 0x20ac), 'a keysym without a key on this layout is not sent');
+  // Translation off, keyboard in set 2 (what Linux's atkbd asks for when it can).
+  m.outb(0x64, 0x60);
+  m.outb(0x60, 0x01 | 0x04); // CTR: interrupt, system flag, no translation
+  kbc.keyEvent(true, 0xff0d);
+  kbc.keyEvent(false, 0xff0d);
+  t.deepEqual(drain(), [0x5a, 0xf0, 0x5a], 'Return in set 2: 5A, F0 5A');
+  kbc.keyEvent(false, 0xffe4);
+  t.deepEqual(drain(), [0xe0, 0xf0, 0x14], 'Control_R up in set 2');
+  const irqs = m.irq.events.filter((e) => e.kind === 'isaPulse' && e.irq === 1).length;
+  t.ok(irqs >= 10, `each byte interrupts on IRQ 1 (${irqs})`);
+  t.end();
+});
+
+test('8042 keyEvent: bytes wait for a slow guest, bounded; a disabled keyboard sends nothing', (t) => {
+  const m = new TestMachine();
+  const kbc = new KeyboardController(m);
+  for (let i = 0; i < 20; i++) kbc.keyEvent(true, 0x62);
+  m.outb(0x64, 0xaa); // a controller command in between: its reply comes after the key byte already in the buffer
+  const got: number[] = [];
+  for (let v = readData(m); v !== undefined; v = readData(m)) got.push(v);
+  t.equal(got.filter((v) => v === 0x30).length, 20, 'twenty B make codes, none lost beyond the 16-byte buffer');
+  t.ok(got.includes(0x55), 'the self-test reply got through');
+  let sent = 0;
+  while (kbc.keyEvent(true, 0x62)) sent++;
+  t.equal(sent, 257, 'one byte in the output buffer and at most 256 waiting');
+  m.outb(0x60, 0xff); // keyboard reset drops what waits
+  const afterReset: number[] = [];
+  for (let v = readData(m); v !== undefined; v = readData(m)) afterReset.push(v);
+  t.ok(afterReset.length < 20, `the queue is gone after a keyboard reset (${afterReset.length} bytes left)`);
+  m.outb(0x60, 0xf5); // disable scanning
+  readData(m);
+  t.notOk(kbc.keyEvent(true, 0x62), 'not sent while scanning is off');
+  t.end();
+});
