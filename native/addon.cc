@@ -26,6 +26,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   { Napi::Object VirtioExports(Napi::Env); exports.Set("virtio", VirtioExports(env)); }  // native/virtio/virtio_napi.cc
   { Napi::Object NvmeExports(Napi::Env); exports.Set("nvme", NvmeExports(env)); }  // native/nvme/nvme_napi.cc
   { Napi::Object AhciExports(Napi::Env); exports.Set("ahci", AhciExports(env)); }  // native/ahci/ahci_napi.cc
+  { Napi::Object FbufExports(Napi::Env); exports.Set("fbuf", FbufExports(env)); }  // native/fbuf/fbuf_napi.cc
   return exports;
 }
 
