@@ -229,6 +229,9 @@ export class RfbServer {
         other.close();
       }
     }
+    // Bring the shared hashes up to date now: the new client starts all dirty anyway, and a scanner that has never
+    // run would call everything changed on the next scan and resend the whole screen to everyone.
+    this.scan();
     if (!this.firstClientSeen) {
       this.firstClientSeen = true;
       for (const w of this.firstClientWaiters.splice(0)) w();
@@ -266,6 +269,7 @@ export class RfbServer {
   }
 
   private scan(): void {
+    if (this.closing) return;
     this.lastScan = Date.now();
     const fb = this.fb();
     try {
