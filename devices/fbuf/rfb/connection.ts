@@ -4,7 +4,7 @@
 import type { Socket } from 'node:net';
 import { RfbProtocolError } from './errors.js';
 import {
-  chooseEncoding, desktopSizeRect, ENCODING_DESKTOP_SIZE, ENCODING_ZLIB, RawEncoder, updateHeader, ZlibEncoder,
+  chooseEncoding, desktopSizeRect, ENCODING_DESKTOP_SIZE, ENCODING_ZLIB, ENCODING_ZRLE, RawEncoder, updateHeader, ZlibEncoder,
   type RectEncoder,
 } from './encodings.js';
 import { checkFramebuffer, clipRect, intersectRect, rectIsEmpty, unionRect, type FramebufferSource, type Rect } from './framebuffer.js';
@@ -16,6 +16,7 @@ import {
 import { ClientMessageReader, type ClientMessage } from './messages.js';
 import { NATIVE_PIXEL_FORMAT, PixelConverter, type PixelFormat } from './pixel-format.js';
 import { markTiles, tilesToRects } from './tiles.js';
+import { ZrleEncoder } from './zrle.js';
 import { vncAuthChallenge, vncAuthVerify, VNC_CHALLENGE_SIZE } from './vnc-auth.js';
 
 /** What a connection needs from its server; the server implements it. */
@@ -33,6 +34,8 @@ export interface ConnectionHost {
   message(conn: RfbConnection, msg: ClientMessage): void;
   /** The client waits for changes: the server should scan soon. */
   wantScan(): void;
+  /** The framebuffer's size differs from the one this client knows: the server should announce a resize. */
+  sizeChanged(): void;
   /** An update went out: `rects` rectangles in `encoding`, `bytes` on the wire. */
   sent(encoding: number, rects: number, bytes: number): void;
   protocolError(conn: RfbConnection, e: RfbProtocolError): void;
@@ -63,9 +66,13 @@ export class RfbConnection {
   private clientEncodings: number[] = [];
   private encoder: RectEncoder = new RawEncoder();
   private zlib: ZlibEncoder | null = null;
+  private zrle: ZrleEncoder | null = null;
   private dirty = new Uint8Array(0);
   private cols = 0;
   private rows = 0;
+  /** The framebuffer size this client was told (ServerInit or the last DesktopSize). */
+  private width = 0;
+  private height = 0;
   private pending: PendingRequest | null = null;
   private sizeChanged = false;
   private busy = false;
@@ -270,6 +277,9 @@ export class RfbConnection {
       // One stream for the connection's whole life, even across SetEncodings: the client's inflater keeps state.
       this.zlib ??= new ZlibEncoder(this.host.zlibLevel);
       this.encoder = this.zlib;
+    } else if (e === ENCODING_ZRLE) {
+      this.zrle ??= new ZrleEncoder(this.host.zlibLevel);
+      this.encoder = this.zrle;
     } else {
       this.encoder = new RawEncoder();
     }
@@ -279,6 +289,8 @@ export class RfbConnection {
 
   private resetDirty(fb: FramebufferSource): void {
     const t = this.host.tileSize;
+    this.width = fb.width;
+    this.height = fb.height;
     this.cols = Math.ceil(fb.width / t);
     this.rows = Math.ceil(fb.height / t);
     this.dirty = new Uint8Array(this.cols * this.rows).fill(1);
@@ -302,7 +314,7 @@ export class RfbConnection {
 
   /** The framebuffer changed size: everything is new, and the client must hear the size first (§7.8.2). */
   resized(fb: FramebufferSource): void {
-    if (this.state !== 'normal') return;
+    if (this.state !== 'normal' || (fb.width === this.width && fb.height === this.height)) return;
     if (!this.supportsDesktopSize) {
       this.fail(new RfbProtocolError('resize-unsupported', `framebuffer is now ${fb.width}x${fb.height} and the client did not offer DesktopSize`));
       return;
@@ -324,13 +336,18 @@ export class RfbConnection {
   private trySendNow(): void {
     if (this.state !== 'normal' || this.busy || this.waitingDrain || this.pending === null) return;
     if (this.sizeChanged) {
-      const fb = this.host.framebuffer();
       this.sizeChanged = false;
       this.pending = null;
-      this.write([updateHeader(1), desktopSizeRect(fb.width, fb.height)], 1, ENCODING_DESKTOP_SIZE);
+      this.write([updateHeader(1), desktopSizeRect(this.width, this.height)], 1, ENCODING_DESKTOP_SIZE);
       return;
     }
     const fb = this.snapshot();
+    if (fb.width !== this.width || fb.height !== this.height) {
+      // The device changed the size without telling the server yet; never send rectangles of a geometry the
+      // client has not been told about.
+      this.host.sizeChanged();
+      return;
+    }
     const req = this.pending;
     const want = clipRect(req.rect, fb.width, fb.height);
     const rects: Rect[] = [];
@@ -449,6 +466,7 @@ export class RfbConnection {
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
     this.zlib?.close();
+    this.zrle?.close();
     this.pending = null;
     this.host.closed(this);
   }

@@ -1,7 +1,7 @@
 // Server-to-client FramebufferUpdate (RFC 6143 §7.6.1) and the encodings this server writes: Raw (§7.7.1, which
 // every client takes) and zlib (encoding 6, RFB's registered zlib type: Raw pixels through one deflate stream per
-// connection, flushed with Z_SYNC_FLUSH after each rectangle so the client can inflate it at once). The
-// DesktopSize pseudo-encoding (§7.8.2) tells a client the framebuffer changed size.
+// connection, flushed with Z_SYNC_FLUSH after each rectangle so the client can inflate it at once); ZRLE is in
+// zrle.ts. The DesktopSize pseudo-encoding (§7.8.2) tells a client the framebuffer changed size.
 import { constants as zc, createDeflate, type Deflate } from 'node:zlib';
 import type { FramebufferSource, Rect } from './framebuffer.js';
 import type { PixelConverter } from './pixel-format.js';
@@ -16,7 +16,7 @@ export const ENCODING_DESKTOP_SIZE = -223;
 export const MSG_FRAMEBUFFER_UPDATE = 0;
 
 /** The encodings this server can write, best first when a client's list does not decide. */
-export const SUPPORTED_ENCODINGS: readonly number[] = [ENCODING_ZLIB, ENCODING_RAW];
+export const SUPPORTED_ENCODINGS: readonly number[] = [ENCODING_ZRLE, ENCODING_ZLIB, ENCODING_RAW];
 
 /** The 4-byte FramebufferUpdate header for `count` rectangles. */
 export function updateHeader(count: number): Buffer {

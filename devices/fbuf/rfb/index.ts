@@ -4,6 +4,6 @@ export type { RfbConnection } from './connection.js';
 export { parseRfbAddress, DEFAULT_RFB_HOST, DEFAULT_RFB_PORT, RfbAddressError, type ListenAddress } from './address.js';
 export { type FramebufferSource, type Rect, FramebufferError } from './framebuffer.js';
 export { RfbProtocolError, type RfbErrorCode } from './errors.js';
-export { ENCODING_RAW, ENCODING_ZLIB, ENCODING_DESKTOP_SIZE, SUPPORTED_ENCODINGS } from './encodings.js';
+export { ENCODING_RAW, ENCODING_ZLIB, ENCODING_ZRLE, ENCODING_DESKTOP_SIZE, SUPPORTED_ENCODINGS } from './encodings.js';
 export { NATIVE_PIXEL_FORMAT, type PixelFormat } from './pixel-format.js';
 export { TileScanner, type DirtyScanner } from './tiles.js';

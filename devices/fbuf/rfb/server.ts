@@ -103,6 +103,7 @@ export class RfbServer {
       ready: (c, shared) => this.clientReady(c, shared),
       message: (c, m) => this.clientMessage(m),
       wantScan: () => this.scheduleScan(),
+      sizeChanged: () => this.resize(),
       sent: (encoding, rects, bytes) => {
         this.stats.updates++;
         this.stats.bytes += bytes;
@@ -167,9 +168,9 @@ export class RfbServer {
   resize(): void {
     const fb = this.fb();
     checkFramebuffer(fb);
-    if (fb.width === this.width && fb.height === this.height) return;
     this.width = fb.width;
     this.height = fb.height;
+    // Each connection compares with the size its client knows, so calling this twice announces nothing twice.
     for (const c of this.conns) c.resized(fb);
   }
 

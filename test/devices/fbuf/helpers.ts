@@ -1,7 +1,7 @@
 // Test utilities for the VNC server: framebuffer patterns, an RFB client written for the tests (it trusts
 // nothing it receives and times every wait out), and decoders for the images real clients write.
 import { connect, type Socket } from 'node:net';
-import { createInflate, inflateSync, type Inflate } from 'node:zlib';
+import { constants as zc, createInflate, inflateSync, type Inflate } from 'node:zlib';
 import type { FramebufferSource } from '../../../devices/fbuf/rfb/framebuffer.js';
 import { decodePixelFormat, encodePixelFormat, type PixelFormat } from '../../../devices/fbuf/rfb/pixel-format.js';
 import { vncAuthResponse } from '../../../devices/fbuf/rfb/vnc-auth.js';
@@ -97,10 +97,8 @@ export class TestClient {
   private ended = false;
   readonly closedPromise: Promise<void>;
   format: PixelFormat | null = null;
-  private inflater: Inflate | null = null;
-  private inflated: Buffer[] = [];
-  private inflatedBytes = 0;
-  private inflateWake: (() => void) | null = null;
+  /** One inflate stream per encoding that has one (zlib 6 and ZRLE 16 each keep their own). */
+  private readonly inflaters = new Map<number, { z: Inflate; out: Buffer[] }>();
 
   private constructor(readonly socket: Socket) {
     socket.on('data', (c: Buffer) => {
@@ -246,42 +244,128 @@ export class TestClient {
       const size = r.w * r.h * (this.format!.bitsPerPixel / 8);
       let data: Buffer = Buffer.alloc(0);
       if (r.encoding === 0) data = await this.read(size, timeoutMs);
-      else if (r.encoding === 6) data = await this.inflate(await this.read((await this.read(4, timeoutMs)).readUInt32BE(), timeoutMs), size);
-      else if (r.encoding !== -223) throw new Error(`unexpected encoding ${r.encoding}`);
+      else if (r.encoding === 6) {
+        data = await this.inflate(6, await this.read((await this.read(4, timeoutMs)).readUInt32BE(), timeoutMs));
+        if (data.length !== size) throw new Error(`zlib rectangle inflated to ${data.length} bytes, expected ${size}`);
+      } else if (r.encoding === 16) {
+        const tiles = await this.inflate(16, await this.read((await this.read(4, timeoutMs)).readUInt32BE(), timeoutMs));
+        data = decodeZrle(tiles, r.w, r.h, this.format!);
+      } else if (r.encoding !== -223) throw new Error(`unexpected encoding ${r.encoding}`);
       rects.push({ ...r, data });
     }
     return rects;
   }
 
-  /** Feeds the connection's one zlib stream and waits for the `size` bytes this rectangle must inflate to. */
-  private async inflate(compressed: Buffer, size: number): Promise<Buffer> {
-    if (this.inflater === null) {
-      this.inflater = createInflate();
-      this.inflater.on('data', (c: Buffer) => {
-        this.inflated.push(c);
-        this.inflatedBytes += c.length;
-        this.inflateWake?.();
-      });
+  /** Feeds the encoding's stream and returns what came out once a sync flush has completed. */
+  private async inflate(encoding: number, compressed: Buffer): Promise<Buffer> {
+    let st = this.inflaters.get(encoding);
+    if (st === undefined) {
+      const z = createInflate();
+      const entry = { z, out: [] as Buffer[] };
+      z.on('data', (c: Buffer) => entry.out.push(c));
+      this.inflaters.set(encoding, entry);
+      st = entry;
     }
-    this.inflater.write(compressed);
-    const deadline = Date.now() + 3000;
-    while (this.inflatedBytes < size) {
-      if (Date.now() > deadline) throw new Error(`zlib rectangle inflated to ${this.inflatedBytes} of ${size} bytes`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 50);
-        this.inflateWake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      this.inflateWake = null;
-    }
-    const all = Buffer.concat(this.inflated);
-    if (all.length !== size) throw new Error(`zlib rectangle inflated to ${all.length} bytes, expected ${size}`);
-    this.inflated = [];
-    this.inflatedBytes = 0;
+    const { z } = st;
+    await new Promise<void>((resolve) => {
+      z.write(compressed);
+      z.flush(zc.Z_SYNC_FLUSH, () => setImmediate(resolve));
+    });
+    const all = Buffer.concat(st.out);
+    st.out = [];
     return all;
   }
+}
+
+/**
+ * Decodes ZRLE tiles (RFC 6143 §7.7.6) into full pixels of format `pf`, written here apart from the server's
+ * encoder so the two check each other.
+ */
+export function decodeZrle(data: Buffer, w: number, h: number, pf: PixelFormat): Buffer {
+  const bpp = pf.bitsPerPixel / 8;
+  const mask = (pf.redMax * 2 ** pf.redShift + pf.greenMax * 2 ** pf.greenShift + pf.blueMax * 2 ** pf.blueShift) >>> 0;
+  let cpSize = bpp;
+  let cpAt = 0;
+  if (bpp === 4 && pf.trueColour && pf.depth <= 24) {
+    if (mask <= 0xffffff) [cpSize, cpAt] = [3, pf.bigEndian ? 1 : 0];
+    else if ((mask & 0xff) === 0) [cpSize, cpAt] = [3, pf.bigEndian ? 0 : 1];
+  }
+  const out = Buffer.alloc(w * h * bpp);
+  let p = 0;
+  const need = (n: number) => {
+    if (p + n > data.length) throw new Error(`ZRLE data ends at ${data.length}, needed ${p + n}`);
+  };
+  const cpixel = (): Buffer => {
+    need(cpSize);
+    const full = Buffer.alloc(bpp);
+    data.copy(full, cpAt, p, p + cpSize);
+    p += cpSize;
+    return full;
+  };
+  const runLength = (): number => {
+    let len = 1;
+    for (;;) {
+      need(1);
+      const b = data[p++]!;
+      len += b;
+      if (b !== 255) return len;
+    }
+  };
+  for (let ty = 0; ty < h; ty += 64) {
+    const th = Math.min(64, h - ty);
+    for (let tx = 0; tx < w; tx += 64) {
+      const tw = Math.min(64, w - tx);
+      const put = (i: number, px: Buffer) => {
+        if (i >= tw * th) throw new Error('ZRLE run past the tile');
+        px.copy(out, ((ty + Math.floor(i / tw)) * w + tx + (i % tw)) * bpp);
+      };
+      need(1);
+      const sub = data[p++]!;
+      if (sub === 0) for (let i = 0; i < tw * th; i++) put(i, cpixel());
+      else if (sub === 1) {
+        const c = cpixel();
+        for (let i = 0; i < tw * th; i++) put(i, c);
+      } else if (sub <= 16) {
+        const pal = Array.from({ length: sub }, cpixel);
+        const bits = sub === 2 ? 1 : sub <= 4 ? 2 : 4;
+        for (let y = 0; y < th; y++) {
+          let byte = 0;
+          let left = 0;
+          for (let x = 0; x < tw; x++) {
+            if (left === 0) {
+              need(1);
+              byte = data[p++]!;
+              left = 8;
+            }
+            left -= bits;
+            const idx = (byte >> left) & ((1 << bits) - 1);
+            if (idx >= sub) throw new Error('ZRLE palette index out of range');
+            put(y * tw + x, pal[idx]!);
+          }
+        }
+      } else if (sub === 128) {
+        let i = 0;
+        while (i < tw * th) {
+          const c = cpixel();
+          const n = runLength();
+          for (let k = 0; k < n; k++) put(i++, c);
+        }
+      } else if (sub >= 130) {
+        const pal = Array.from({ length: sub - 128 }, cpixel);
+        let i = 0;
+        while (i < tw * th) {
+          need(1);
+          const b = data[p++]!;
+          const c = pal[b & 127];
+          if (c === undefined) throw new Error('ZRLE palette index out of range');
+          const n = b & 128 ? runLength() : 1;
+          for (let k = 0; k < n; k++) put(i++, c);
+        }
+      } else throw new Error(`ZRLE subencoding ${sub} is not defined`);
+    }
+  }
+  if (p !== data.length) throw new Error(`ZRLE: ${data.length - p} bytes left over`);
+  return out;
 }
 
 /** Counts pixels of `rect` whose value differs from what `fb` holds in the client's format. */

@@ -229,10 +229,10 @@ test('zlib: rectangles through one deflate stream, inflated and compared, across
     const c = await r.client();
     await c.handshake();
     c.setPixelFormat(rgb565be);
-    c.setEncodings([16, 6, 0]);
+    c.setEncodings([5, 6, 0]);
     c.requestUpdate(false, 0, 0, 200, 120);
     const first = await c.readUpdate();
-    t.ok(first.length > 0 && first.every((x) => x.encoding === 6), 'zlib chosen (ZRLE is not implemented)');
+    t.ok(first.length > 0 && first.every((x) => x.encoding === 6), 'zlib chosen (Hextile, listed first, is not implemented)');
     t.equal(first.reduce((n, x) => n + mismatches(r.fb, rgb565be, x), 0), 0, 'full update, every pixel');
     for (let i = 0; i < 3; i++) {
       r.fb.fillRect(10 + i * 50, 10 + i * 30, 40, 40, i * 80, 255 - i * 60, 7);
@@ -243,6 +243,35 @@ test('zlib: rectangles through one deflate stream, inflated and compared, across
     }
     const stats = r.server.stats;
     t.ok((stats.rectsByEncoding[6] ?? 0) >= 4, 'counted as zlib rectangles');
+  } finally {
+    await r.done();
+  }
+});
+
+test('ZRLE: every subencoding decoded by an independent decoder, in three formats, across updates on one stream', async (t) => {
+  const r = await rig({}, 150, 100);
+  try {
+    // Solid areas, a few colours, stripes (runs) and noise, so every tile kind appears.
+    r.fb.fillRect(0, 0, 150, 100, 10, 20, 30);
+    for (let y = 0; y < 64; y++) for (let x = 64; x < 128; x++) r.fb.set(x, y, (x >> 3) & 1 ? 255 : 0, 0, ((x + y) >> 4) & 1 ? 200 : 0);
+    for (let y = 64; y < 100; y++) for (let x = 0; x < 64; x++) r.fb.set(x, y, (x * 37 + y * 11) & 255, (x * y) & 255, (x ^ (y * 3)) & 255);
+    for (let y = 64; y < 100; y++) for (let x = 64; x < 150; x++) r.fb.set(x, y, Math.floor(x / 10) * 20, 100, Math.floor(y / 9) * 20);
+    const formats = [NATIVE_PIXEL_FORMAT, { ...NATIVE_PIXEL_FORMAT, bigEndian: true, redShift: 24, greenShift: 16, blueShift: 8 }, rgb565be];
+    for (const [n, pf] of formats.entries()) {
+      const c = await r.client();
+      await c.handshake();
+      if (pf !== NATIVE_PIXEL_FORMAT) c.setPixelFormat(pf);
+      c.setEncodings([16, 6, 0, -223]);
+      c.requestUpdate(false, 0, 0, 150, 100);
+      const rects = await c.readUpdate();
+      t.ok(rects.every((x) => x.encoding === 16), `${pf.bitsPerPixel} bpp shift ${pf.redShift}: ZRLE`);
+      t.equal(rects.reduce((n, x) => n + mismatches(r.fb, pf, x), 0), 0, 'every pixel');
+      r.fb.fillRect(100, 70, 30, 20, 1 + n * 40, 2, 3);
+      c.requestUpdate(true, 0, 0, 150, 100);
+      const next = await c.readUpdate();
+      t.equal(next.reduce((n, x) => n + mismatches(r.fb, pf, x), 0), 0, 'an incremental update on the same stream');
+      c.close();
+    }
   } finally {
     await r.done();
   }

@@ -1,5 +1,5 @@
-// The server against real VNC clients from Debian: gvnccapture (package gvncviewer, gtk-vnc) writes a lossless
-// PNG that is compared pixel for pixel; vncsnapshot (package vncsnapshot, TightVNC code) logs in with a
+// The server against real VNC clients from Debian: gvnccapture (package gvncviewer, gtk-vnc; it asks for ZRLE
+// first) writes a lossless PNG that is compared pixel for pixel; vncsnapshot (package vncsnapshot, TightVNC code) logs in with a
 // vncpasswd file (tigervnc-tools) over zlib and writes a JPEG, decoded by djpeg (libjpeg-turbo-progs) and compared
 // within JPEG's error (flat 16x16 blocks, so in practice exact). .ci/run installs all four; a missing tool fails these tests rather than skipping them.
 import test from 'tape';
@@ -95,6 +95,7 @@ test('gvnccapture (gtk-vnc) without a password: its PNG equals the framebuffer p
     t.deepEqual([img.width, img.height], [96, 64], 'the size from ServerInit');
     const d = compare(fb, img);
     t.equal(d.max, 0, `identical ${d.worst}`);
+    t.ok((server.stats.rectsByEncoding[16] ?? 0) > 0, 'gtk-vnc prefers ZRLE, so the picture came as ZRLE');
   } finally {
     await server.close();
   }
