@@ -180,7 +180,7 @@ export class RfbConnection {
         const chosen = this.take(1)[0]!;
         if (!offeredSecurityTypes(this.host.password !== null).includes(chosen)) {
           // §7.1.2: a type that was not offered ends the handshake; 3.8 says why first.
-          if (this.version === 8) this.socket.write(securityResultMessage(false, 8, `security type ${chosen} was not offered`));
+          if (this.version === 8) this.socket.write(securityResultMessage(false, 8, `Auth failed: security type ${chosen} was not offered`));
           throw new RfbProtocolError('bad-security-type', `client chose security type ${chosen}, which was not offered`);
         }
         this.startSecurity(chosen);
@@ -193,7 +193,8 @@ export class RfbConnection {
         this.challenge = null;
         if (!ok) {
           this.host.authFailed(this);
-          this.socket.write(securityResultMessage(false, this.version, 'authentication failed'));
+          // bhyve's wording, which users of its VNC console have seen.
+          this.socket.write(securityResultMessage(false, this.version, 'Auth Failed: Invalid Password.'));
           throw new RfbProtocolError('auth-failed', 'VNC authentication failed (wrong password)');
         }
         this.socket.write(securityResultMessage(true, this.version));

@@ -27,7 +27,7 @@ export interface RfbServerOptions {
   scanner?: DirtyScanner;
   /** Least time between two scans while clients wait for changes; default 33 ms (30 per second). */
   refreshMs?: number;
-  /** Deflate level for zlib rectangles; default 6. */
+  /** Deflate level for zlib and ZRLE; default 1 (Z_BEST_SPEED, bhyve's choice: CPU matters more than bytes on a local link). */
   zlibLevel?: number;
   /** Encodings the server may use, from SUPPORTED_ENCODINGS; Raw is always possible. */
   encodings?: readonly number[];
@@ -91,7 +91,7 @@ export class RfbServer {
       password: opts.password === undefined || opts.password === '' ? null : opts.password,
       desktopName: opts.desktopName ?? 'bhyve',
       tileSize,
-      zlibLevel: opts.zlibLevel ?? 6,
+      zlibLevel: opts.zlibLevel ?? 1,
       encodings,
       framebuffer: () => this.fb(),
       log,
