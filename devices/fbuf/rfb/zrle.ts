@@ -39,125 +39,187 @@ function runLengthBytes(len: number): number {
   return Math.floor((len - 1) / 255) + 1;
 }
 
-function writeRunLength(out: number[], len: number): void {
-  let n = len - 1;
-  while (n >= 255) {
-    out.push(255);
-    n -= 255;
+/** A growable output buffer written byte by byte without intermediate arrays. */
+class Out {
+  buf = Buffer.allocUnsafe(1 << 16);
+  len = 0;
+
+  reserve(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + n));
+    this.buf.copy(bigger, 0, 0, this.len);
+    this.buf = bigger;
   }
-  out.push(n);
+
+  byte(b: number): void {
+    this.buf[this.len++] = b;
+  }
+
+  runLength(len: number): void {
+    let n = len - 1;
+    while (n >= 255) {
+      this.buf[this.len++] = 255;
+      n -= 255;
+    }
+    this.buf[this.len++] = n;
+  }
 }
+
+/** Reused per call: a tile's pixel values, and its runs (start index and length). */
+const tileKeys = new Uint32Array(ZRLE_TILE * ZRLE_TILE);
+const runStart = new Uint32Array(ZRLE_TILE * ZRLE_TILE);
+const runLen = new Uint32Array(ZRLE_TILE * ZRLE_TILE);
+
+/**
+ * A tile's palette: an open-addressed table of up to MAX_RLE_PALETTE + 1 colours in 256 slots, indices in order
+ * of first appearance. (A Map of pixel values was the encoder's main cost: 32-bit values are not small integers
+ * to V8.)
+ */
+class Palette {
+  private readonly keys = new Uint32Array(256);
+  private readonly slots = new Int16Array(256);
+  /** Tile pixel index where each palette entry first appears. */
+  readonly first = new Uint32Array(MAX_RLE_PALETTE + 1);
+  size = 0;
+
+  clear(): void {
+    this.slots.fill(-1);
+    this.size = 0;
+  }
+
+  /** The colour's index, adding it while there is room; -1 once the palette is full and the colour is new. */
+  index(v: number, k: number): number {
+    let h = Math.imul(v, 0x9e3779b1) >>> 24;
+    for (;;) {
+      const s = this.slots[h]!;
+      if (s < 0) break;
+      if (this.keys[h] === v) return s;
+      h = (h + 1) & 255;
+    }
+    if (this.size > MAX_RLE_PALETTE) return -1;
+    this.keys[h] = v;
+    this.slots[h] = this.size;
+    this.first[this.size] = k;
+    return this.size++;
+  }
+}
+const palette = new Palette();
 
 /**
  * Encodes the tiles of one rectangle (before compression). `pixels` holds the rectangle in the client's pixel
  * format, `bpp` bytes per pixel, row after row.
  */
 export function zrleTiles(pixels: Uint8Array, w: number, h: number, bpp: number, cp: CpixelLayout): Buffer {
-  const parts: Buffer[] = [];
-  const key = (i: number): number => {
-    let v = 0;
-    for (let b = 0; b < bpp; b++) v = v * 256 + pixels[i * bpp + b]!;
-    return v;
-  };
-  const cpixel = (out: number[], i: number): void => {
-    for (let b = 0; b < cp.size; b++) out.push(pixels[i * bpp + cp.offset + b]!);
+  const out = new Out();
+  const cps = cp.size;
+  /** Copies the CPIXEL of pixel (x, y) of the rectangle. */
+  const cpixel = (pi: number): void => {
+    const s = pi * bpp + cp.offset;
+    for (let b = 0; b < cps; b++) out.buf[out.len++] = pixels[s + b]!;
   };
   for (let ty = 0; ty < h; ty += ZRLE_TILE) {
     const th = Math.min(ZRLE_TILE, h - ty);
     for (let tx = 0; tx < w; tx += ZRLE_TILE) {
       const tw = Math.min(ZRLE_TILE, w - tx);
-      // The tile's pixel indices in order, its palette (first pixel of each colour) and its runs.
-      const order: number[] = [];
-      for (let y = 0; y < th; y++) for (let x = 0; x < tw; x++) order.push((ty + y) * w + tx + x);
-      const palette = new Map<number, number>();
-      const runs: Array<[number, number]> = [];
+      const n = tw * th;
+      // One pass: each pixel's value (its bytes as a number, bpp <= 4), the palette (value -> first pixel) up
+      // to one past the largest usable, and the runs.
+      palette.clear();
+      let runs = 0;
       let prev = -1;
-      for (const i of order) {
-        const k = key(i);
-        if (!palette.has(k) && palette.size <= MAX_RLE_PALETTE) palette.set(k, i);
-        if (k === prev) runs[runs.length - 1]![1]++;
-        else runs.push([i, 1]);
-        prev = k;
-      }
-      const out: number[] = [];
-      const n = palette.size;
-      if (n === 1) {
-        out.push(SUB_SOLID);
-        cpixel(out, order[0]!);
-        parts.push(Buffer.from(out));
-        continue;
-      }
-      const rawSize = tw * th * cp.size;
-      const plainRle = runs.reduce((s, [, len]) => s + cp.size + runLengthBytes(len), 0);
-      const fits = n <= MAX_RLE_PALETTE;
-      const paletteRle = fits ? n * cp.size + runs.reduce((s, [, len]) => s + (len === 1 ? 1 : 1 + runLengthBytes(len)), 0) : Infinity;
-      const bits = n <= 2 ? 1 : n <= 4 ? 2 : 4;
-      const packed = n <= MAX_PACKED_PALETTE ? n * cp.size + th * Math.ceil((tw * bits) / 8) : Infinity;
-      const best = Math.min(rawSize, plainRle, paletteRle, packed);
-      if (best === rawSize) {
-        // Raw is the common case for photographic content: copy rows instead of going byte by byte.
-        const raw = Buffer.allocUnsafe(1 + rawSize);
-        raw[0] = SUB_RAW;
-        let o = 1;
-        for (let y = 0; y < th; y++) {
-          const row = (ty + y) * w + tx;
-          if (cp.size === bpp) {
-            raw.set(pixels.subarray(row * bpp, (row + tw) * bpp), o);
-            o += tw * bpp;
-          } else {
-            for (let x = 0; x < tw; x++, o += cp.size) raw.set(pixels.subarray((row + x) * bpp + cp.offset, (row + x) * bpp + cp.offset + cp.size), o);
+      for (let y = 0, k = 0; y < th; y++) {
+        let o = ((ty + y) * w + tx) * bpp;
+        for (let x = 0; x < tw; x++, k++, o += bpp) {
+          let v = pixels[o]!;
+          for (let b = 1; b < bpp; b++) v = v * 256 + pixels[o + b]!;
+          tileKeys[k] = v;
+          if (v === prev) runLen[runs - 1]!++;
+          else {
+            // A colour is looked up once per run, not per pixel.
+            if (palette.size <= MAX_RLE_PALETTE) palette.index(v, k);
+            runStart[runs] = k;
+            runLen[runs] = 1;
+            runs++;
+            prev = v;
           }
         }
-        parts.push(raw);
+      }
+      /** Rectangle pixel index of tile pixel k. */
+      const at = (k: number): number => (ty + Math.floor(k / tw)) * w + tx + (k % tw);
+      const colours = palette.size;
+      out.reserve(1 + n * 5 + 2 * MAX_RLE_PALETTE * 4);
+      if (colours === 1) {
+        out.byte(SUB_SOLID);
+        cpixel(at(0));
         continue;
-      } else if (best === packed) {
-        out.push(n);
-        const index = new Map<number, number>();
-        for (const [k, i] of palette) {
-          index.set(k, index.size);
-          cpixel(out, i);
-        }
-        // Indices packed most significant bit first, each row padded to a whole byte.
+      }
+      let lenBytes = 0;
+      let singles = 0;
+      for (let r = 0; r < runs; r++) {
+        const len = runLen[r]!;
+        lenBytes += runLengthBytes(len);
+        if (len === 1) singles++;
+      }
+      const rawSize = n * cps;
+      const plainRle = runs * cps + lenBytes;
+      const paletteRle = colours <= MAX_RLE_PALETTE ? colours * cps + runs + lenBytes - singles : Infinity;
+      const bits = colours <= 2 ? 1 : colours <= 4 ? 2 : 4;
+      const packed = colours <= MAX_PACKED_PALETTE ? colours * cps + th * Math.ceil((tw * bits) / 8) : Infinity;
+      const best = Math.min(rawSize, plainRle, paletteRle, packed);
+      if (best === rawSize) {
+        out.byte(SUB_RAW);
         for (let y = 0; y < th; y++) {
+          const row = (ty + y) * w + tx;
+          if (cps === bpp) {
+            out.buf.set(pixels.subarray(row * bpp, (row + tw) * bpp), out.len);
+            out.len += tw * bpp;
+          } else {
+            for (let x = 0; x < tw; x++) cpixel(row + x);
+          }
+        }
+        continue;
+      }
+      if (best === plainRle) {
+        out.byte(SUB_PLAIN_RLE);
+        for (let r = 0; r < runs; r++) {
+          cpixel(at(runStart[r]!));
+          out.runLength(runLen[r]!);
+        }
+        continue;
+      }
+      // Both palette forms: the palette in order of first appearance, then indices.
+      out.byte(best === packed ? colours : 128 + colours);
+      for (let i = 0; i < colours; i++) cpixel(at(palette.first[i]!));
+      if (best === packed) {
+        // Indices packed most significant bit first, each row padded to a whole byte.
+        for (let y = 0, k = 0; y < th; y++) {
           let byte = 0;
           let used = 0;
-          for (let x = 0; x < tw; x++) {
-            byte = (byte << bits) | index.get(key(order[y * tw + x]!))!;
+          for (let x = 0; x < tw; x++, k++) {
+            byte = (byte << bits) | palette.index(tileKeys[k]!, k);
             used += bits;
             if (used === 8) {
-              out.push(byte);
+              out.byte(byte);
               byte = 0;
               used = 0;
             }
           }
-          if (used > 0) out.push(byte << (8 - used));
-        }
-      } else if (best === paletteRle) {
-        out.push(128 + n);
-        const index = new Map<number, number>();
-        for (const [k, i] of palette) {
-          index.set(k, index.size);
-          cpixel(out, i);
-        }
-        for (const [i, len] of runs) {
-          const p = index.get(key(i))!;
-          if (len === 1) out.push(p);
-          else {
-            out.push(p | 128);
-            writeRunLength(out, len);
-          }
+          if (used > 0) out.byte((byte << (8 - used)) & 255);
         }
       } else {
-        out.push(SUB_PLAIN_RLE);
-        for (const [i, len] of runs) {
-          cpixel(out, i);
-          writeRunLength(out, len);
+        for (let r = 0; r < runs; r++) {
+          const p = palette.index(tileKeys[runStart[r]!]!, runStart[r]!);
+          const len = runLen[r]!;
+          if (len === 1) out.byte(p);
+          else {
+            out.byte(p | 128);
+            out.runLength(len);
+          }
         }
       }
-      parts.push(Buffer.from(out));
     }
   }
-  return Buffer.concat(parts);
+  return out.buf.subarray(0, out.len);
 }
 
 export class ZrleEncoder implements RectEncoder {
