@@ -277,6 +277,27 @@ test('ZRLE: every subencoding decoded by an independent decoder, in three format
   }
 });
 
+test('invalidate() sends what the device says changed without waiting for a scan; bell() rings every client', async (t) => {
+  // Scans are an hour apart here, so only invalidate() can explain an update.
+  const r = await rig({ refreshMs: 3_600_000 });
+  try {
+    const c = await r.client();
+    await c.handshake();
+    c.requestUpdate(false, 0, 0, 80, 60);
+    await c.readUpdate();
+    c.requestUpdate(true, 0, 0, 80, 60);
+    r.fb.fillRect(5, 5, 4, 4, 255, 0, 0);
+    r.server.invalidate({ x: 5, y: 5, w: 4, h: 4 });
+    const rects = await c.readUpdate(1000);
+    t.deepEqual(rects.map(({ x, y, w, h }) => ({ x, y, w, h })), [{ x: 0, y: 0, w: 32, h: 32 }], 'the tile of the invalidated area');
+    t.equal(mismatches(r.fb, NATIVE_PIXEL_FORMAT, rects[0]!), 0);
+    r.server.bell();
+    t.deepEqual([...(await c.read(1))], [2], 'Bell (RFC 6143 §7.6.3)');
+  } finally {
+    await r.done();
+  }
+});
+
 test('requests outside the framebuffer are clipped; one wholly outside gets an empty update', async (t) => {
   const r = await rig();
   try {
