@@ -4,7 +4,7 @@
 import type { Socket } from 'node:net';
 import { RfbProtocolError } from './errors.js';
 import {
-  chooseEncoding, desktopSizeRect, ENCODING_DESKTOP_SIZE, ENCODING_ZLIB, ENCODING_ZRLE, RawEncoder, updateHeader, ZlibEncoder,
+  chooseEncoding, desktopSizeRect, ENCODING_DESKTOP_SIZE, ENCODING_QEMU_EXTENDED_KEY, ENCODING_ZLIB, ENCODING_ZRLE, extendedKeyRect, RawEncoder, updateHeader, ZlibEncoder,
   type RectEncoder,
 } from './encodings.js';
 import { checkFramebuffer, clipRect, intersectRect, rectIsEmpty, unionRect, type FramebufferSource, type Rect } from './framebuffer.js';
@@ -75,6 +75,9 @@ export class RfbConnection {
   private height = 0;
   private pending: PendingRequest | null = null;
   private sizeChanged = false;
+  /** The client offered QEMU Extended Key Events and has not been told yet that this server takes them. */
+  private extendedKeyAck = false;
+  private extendedKeyAcked = false;
   private busy = false;
   private waitingDrain = false;
   private handshakeTimer: NodeJS.Timeout | null;
@@ -93,7 +96,10 @@ export class RfbConnection {
       this.waitingDrain = false;
       this.trySend();
     });
-    socket.on('error', (e: Error) => this.host.log(`vnc: client ${this.remote}: ${e.message}`));
+    socket.on('error', (e: NodeJS.ErrnoException) => {
+      // A client going away mid-write is ordinary; only other socket errors are worth the operator's time.
+      if (e.code !== 'ECONNRESET' && e.code !== 'EPIPE') this.host.log(`vnc: client ${this.remote}: ${e.message}`);
+    });
     socket.on('close', () => this.teardown());
     this.handshakeTimer = setTimeout(() => this.fail(new RfbProtocolError('handshake-timeout', 'handshake not finished in time')), handshakeTimeoutMs);
     this.handshakeTimer.unref();
@@ -262,6 +268,7 @@ export class RfbConnection {
       case 'set-encodings':
         this.clientEncodings = m.encodings;
         this.selectEncoder();
+        if (!this.extendedKeyAcked && m.encodings.includes(ENCODING_QEMU_EXTENDED_KEY)) this.extendedKeyAck = true;
         break;
       case 'update-request':
         this.request(m.incremental, { x: m.x, y: m.y, w: m.w, h: m.h });
@@ -361,13 +368,20 @@ export class RfbConnection {
       // Tiles wholly inside the request are now clean; tiles it only partly covers stay dirty for a later request.
       this.clearCovered(want);
     }
-    if (rects.length === 0 && !req.full) {
+    // The extended-key acknowledgement is something to say by itself; it rides on the next update.
+    const pseudo: Buffer[] = [];
+    if (this.extendedKeyAck) {
+      pseudo.push(extendedKeyRect(this.width, this.height));
+      this.extendedKeyAck = false;
+      this.extendedKeyAcked = true;
+    }
+    if (rects.length === 0 && !req.full && pseudo.length === 0) {
       this.host.wantScan();
       return;
     }
     this.pending = null;
     this.busy = true;
-    void this.encodeAndSend(fb, rects);
+    void this.encodeAndSend(fb, rects, pseudo);
   }
 
   private clearCovered(r: Rect): void {
@@ -389,10 +403,10 @@ export class RfbConnection {
     return s;
   }
 
-  private async encodeAndSend(fb: FramebufferSource, rects: Rect[]): Promise<void> {
+  private async encodeAndSend(fb: FramebufferSource, rects: Rect[], pseudo: Buffer[]): Promise<void> {
     const encoder = this.encoder;
     const converter = this.converter;
-    const parts: Buffer[] = [updateHeader(rects.length)];
+    const parts: Buffer[] = [updateHeader(rects.length + pseudo.length), ...pseudo];
     try {
       for (const r of rects) parts.push(...(await encoder.encode(fb, r, converter)));
     } catch (e) {

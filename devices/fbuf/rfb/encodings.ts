@@ -12,6 +12,8 @@ export const ENCODING_ZLIB = 6;
 export const ENCODING_TIGHT = 7;
 export const ENCODING_ZRLE = 16;
 export const ENCODING_DESKTOP_SIZE = -223;
+/** QEMU Extended Key Event pseudo-encoding: the server acknowledges it with an empty rectangle of this type. */
+export const ENCODING_QEMU_EXTENDED_KEY = -258;
 
 export const MSG_FRAMEBUFFER_UPDATE = 0;
 
@@ -40,6 +42,11 @@ export function rectHeader(r: Rect, encoding: number): Buffer {
 /** The DesktopSize pseudo-rectangle: the new size in w and h, no data (RFC 6143 §7.8.2). */
 export function desktopSizeRect(width: number, height: number): Buffer {
   return rectHeader({ x: 0, y: 0, w: width, h: height }, ENCODING_DESKTOP_SIZE);
+}
+
+/** The pseudo-rectangle that tells a client it may send QEMU Extended Key Events (as bhyve sends it: the size, no data). */
+export function extendedKeyRect(width: number, height: number): Buffer {
+  return rectHeader({ x: 0, y: 0, w: width, h: height }, ENCODING_QEMU_EXTENDED_KEY);
 }
 
 /** The first encoding in the client's list (its order is its preference, §7.5.2) that this server writes. */

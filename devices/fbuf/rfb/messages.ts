@@ -10,6 +10,9 @@ export const MSG_FRAMEBUFFER_UPDATE_REQUEST = 3;
 export const MSG_KEY_EVENT = 4;
 export const MSG_POINTER_EVENT = 5;
 export const MSG_CLIENT_CUT_TEXT = 6;
+/** QEMU's client message (rfbproto's "QEMU Client Message"); subtype 0 is the Extended Key Event. */
+export const MSG_QEMU = 255;
+export const QEMU_EXTENDED_KEY_EVENT = 0;
 
 /** Real clients list a few dozen encodings; more than this is not a client we want. */
 export const MAX_ENCODINGS = 1024;
@@ -22,7 +25,8 @@ export type ClientMessage =
   | { type: 'update-request'; incremental: boolean; x: number; y: number; w: number; h: number }
   | { type: 'key'; down: boolean; keysym: number }
   | { type: 'pointer'; buttonMask: number; x: number; y: number }
-  | { type: 'cut-text'; text: string };
+  | { type: 'cut-text'; text: string }
+  | { type: 'extended-key'; down: boolean; keysym: number; keycode: number };
 
 export type ParseResult =
   | { kind: 'message'; message: ClientMessage; length: number }
@@ -92,6 +96,14 @@ export function parseClientMessage(b: Uint8Array): ParseResult {
       if (b.length < 8 + n) return INCOMPLETE;
       const text = Buffer.from(b.buffer, b.byteOffset + 8, n).toString('latin1');
       return { kind: 'message', message: { type: 'cut-text', text }, length: 8 + n };
+    }
+    case MSG_QEMU: {
+      // U8 255, U8 subtype; Extended Key Event: U16 down-flag, U32 keysym, U32 keycode. Other subtypes (audio)
+      // cannot be sized without having been negotiated, so they end the connection like unknown types.
+      if (b.length < 2) return INCOMPLETE;
+      if (b[1] !== QEMU_EXTENDED_KEY_EVENT) return fail('unknown-message', `unknown QEMU client message subtype ${b[1]}`);
+      if (b.length < 12) return INCOMPLETE;
+      return { kind: 'message', message: { type: 'extended-key', down: v.getUint16(2) !== 0, keysym: v.getUint32(4), keycode: v.getUint32(8) }, length: 12 };
     }
     default:
       // A message we cannot size: nothing after it can be framed, so the connection ends (§7.5).

@@ -37,7 +37,11 @@ export interface RfbServerOptions {
   handshakeTimeoutMs?: number;
   /** Honour a ClientInit shared-flag of 0 by closing the other clients (RFC 6143 §7.3.1); default true. */
   honourExclusive?: boolean;
-  onKey?: (down: boolean, keysym: number) => void;
+  /**
+   * A key, as an X keysym; `keycode` is there when the client sent a QEMU Extended Key Event, which carries the
+   * key's XT (PC scan code set 1) number as the client gives it, independent of the client's keyboard layout.
+   */
+  onKey?: (down: boolean, keysym: number, keycode?: number) => void;
   /** Pointer position, clamped into the framebuffer, and the button mask (bit 0 left, 1 middle, 2 right, 3/4 wheel). */
   onPointer?: (buttonMask: number, x: number, y: number) => void;
   /** ClientCutText, already bounded to 1 MiB; ignored by default. */
@@ -115,6 +119,10 @@ export class RfbServer {
     this.ownsServer = opts.server === undefined;
     this.net = opts.server ?? createServer();
     this.net.on('connection', (s: Socket) => this.accept(s));
+    // After listening, an error on the listener (rare: e.g. EMFILE on accept) must not take the VM down.
+    this.net.on('error', (e: Error) => {
+      if (this.net.listening) log(`vnc: listener: ${e.message}`);
+    });
   }
 
   /** Creates a server and waits until it listens. */
@@ -243,6 +251,9 @@ export class RfbServer {
     switch (m.type) {
       case 'key':
         this.opts.onKey?.(m.down, m.keysym);
+        break;
+      case 'extended-key':
+        this.opts.onKey?.(m.down, m.keysym, m.keycode);
         break;
       case 'pointer': {
         // Clients may point past the edge (and after a resize, at the old size): clamp into the framebuffer.

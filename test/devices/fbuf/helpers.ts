@@ -250,7 +250,7 @@ export class TestClient {
       } else if (r.encoding === 16) {
         const tiles = await this.inflate(16, await this.read((await this.read(4, timeoutMs)).readUInt32BE(), timeoutMs));
         data = decodeZrle(tiles, r.w, r.h, this.format!);
-      } else if (r.encoding !== -223) throw new Error(`unexpected encoding ${r.encoding}`);
+      } else if (r.encoding !== -223 && r.encoding !== -258) throw new Error(`unexpected encoding ${r.encoding}`);
       rects.push({ ...r, data });
     }
     return rects;

@@ -38,6 +38,7 @@ const whole: Array<[string, Buffer, ClientMessage]> = [
   ['PointerEvent', pointerEvent, { type: 'pointer', buttonMask: 5, x: 256, y: 128 }],
   ['ClientCutText', cutText('héllo'), { type: 'cut-text', text: 'héllo' }],
   ['ClientCutText (empty)', cutText(''), { type: 'cut-text', text: '' }],
+  ['QEMU Extended Key Event', Buffer.from([255, 0, 0, 1, 0, 0, 0, 0x61, 0, 0, 0, 0x1e]), { type: 'extended-key', down: true, keysym: 0x61, keycode: 0x1e }],
 ];
 
 test('each message type parses to its typed form with its exact length', (t) => {
@@ -78,10 +79,16 @@ test('a stream delivered one byte at a time, or all at once, gives the same mess
 });
 
 test('unknown message types are errors (nothing after them can be framed)', (t) => {
-  for (const type of [1, 7, 8, 100, 150, 248, 250, 255]) {
+  for (const type of [1, 7, 8, 100, 150, 248, 250, 254]) {
     const r = parseClientMessage(Buffer.from([type, 0, 0, 0, 0, 0, 0, 0]));
     t.ok(r.kind === 'error' && r.error.code === 'unknown-message', `type ${type}`);
   }
+  t.end();
+});
+
+test('QEMU client messages other than the Extended Key Event are errors', (t) => {
+  const r = parseClientMessage(Buffer.from([255, 1, 0, 0]));
+  t.ok(r.kind === 'error' && r.error.code === 'unknown-message', 'subtype 1 (audio) was never negotiated');
   t.end();
 });
 

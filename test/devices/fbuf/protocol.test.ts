@@ -383,6 +383,31 @@ test('keys and pointer go to the callbacks, the pointer clamped into the framebu
   }
 });
 
+test('QEMU Extended Key Event: acknowledged on the next update, then keys arrive with their keycodes', async (t) => {
+  const keys: Array<[boolean, number, number | undefined]> = [];
+  const r = await rig({ onKey: (d, k, code) => keys.push([d, k, code]) });
+  try {
+    const c = await r.client();
+    await c.handshake();
+    c.setEncodings([0, -258]);
+    c.requestUpdate(false, 0, 0, 80, 60);
+    const first = await c.readUpdate();
+    t.deepEqual(first.filter((x) => x.encoding === -258).map(({ x, y, w, h }) => [x, y, w, h]), [[0, 0, 80, 60]], 'the pseudo-rectangle, once');
+    c.requestUpdate(true, 0, 0, 80, 60);
+    c.write([255, 0, 0, 1, 0, 0, 0, 0x61, 0, 0, 0, 0x1e]);
+    c.write([255, 0, 0, 0, 0, 0, 0xff, 0x54, 0, 0, 0, 0xd0]);
+    c.write([4, 1, 0, 0, 0, 0, 0, 0x62]);
+    await new Promise((res) => setTimeout(res, 100));
+    t.deepEqual(keys, [[true, 0x61, 0x1e], [false, 0xff54, 0xd0], [true, 0x62, undefined]], 'extended keys carry the keycode; plain ones do not');
+    t.equal(c.available, 0, 'no second acknowledgement, and nothing changed');
+    c.setEncodings([0, -258]);
+    await new Promise((res) => setTimeout(res, 100));
+    t.equal(c.available, 0, 'listing it again does not repeat the acknowledgement');
+  } finally {
+    await r.done();
+  }
+});
+
 test('hostile clients are dropped and the server and the other clients carry on', async (t) => {
   const r = await rig();
   try {
