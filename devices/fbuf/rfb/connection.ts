@@ -124,9 +124,9 @@ export class RfbConnection {
     return this.encoder.encoding;
   }
 
-  /** Whether the client waits for an update that has nothing to send yet. */
+  /** Whether the client waits for changes inside the framebuffer (so scans are worth running). */
   get waiting(): boolean {
-    return this.state === 'normal' && this.pending !== null && !this.busy;
+    return this.state === 'normal' && this.pending !== null && !this.busy && !rectIsEmpty(clipRect(this.pending.rect, this.width, this.height));
   }
 
   get supportsDesktopSize(): boolean {
@@ -306,8 +306,8 @@ export class RfbConnection {
 
   /** FramebufferUpdateRequest (RFC 6143 §7.5.3): requests merge until one update answers them all. */
   private request(incremental: boolean, asked: Rect): void {
-    const fb = this.host.framebuffer();
-    const rect = clipRect(asked, fb.width, fb.height);
+    // Clipped to the size this client knows (the tile map's geometry), not to a size it has not been told yet.
+    const rect = clipRect(asked, this.width, this.height);
     if (!incremental) markTiles(this.dirty, this.cols, this.host.tileSize, rect);
     if (this.pending === null) this.pending = { rect, full: !incremental };
     else this.pending = { rect: unionRect(this.pending.rect, rect), full: this.pending.full || !incremental };
@@ -376,7 +376,9 @@ export class RfbConnection {
       this.extendedKeyAcked = true;
     }
     if (rects.length === 0 && !req.full && pseudo.length === 0) {
-      this.host.wantScan();
+      // Wait for changes; an incremental request for an area outside the framebuffer can never have any, so it
+      // is held without keeping the scanner running for it.
+      if (!rectIsEmpty(want)) this.host.wantScan();
       return;
     }
     this.pending = null;
@@ -388,10 +390,9 @@ export class RfbConnection {
     const t = this.host.tileSize;
     const c0 = Math.ceil(r.x / t);
     const r0 = Math.ceil(r.y / t);
-    const fb = this.host.framebuffer();
     // A tile cut by the framebuffer's right or bottom edge counts as covered when the request reaches that edge.
-    const c1 = r.x + r.w >= fb.width ? this.cols : Math.floor((r.x + r.w) / t);
-    const r1 = r.y + r.h >= fb.height ? this.rows : Math.floor((r.y + r.h) / t);
+    const c1 = r.x + r.w >= this.width ? this.cols : Math.floor((r.x + r.w) / t);
+    const r1 = r.y + r.h >= this.height ? this.rows : Math.floor((r.y + r.h) / t);
     for (let row = r0; row < r1; row++) if (c1 > c0) this.dirty.fill(0, row * this.cols + c0, row * this.cols + c1);
   }
 

@@ -77,7 +77,7 @@ export class RfbServer {
   private width: number;
   private height: number;
   private firstClientSeen = false;
-  private firstClientWaiters: Array<() => void> = [];
+  private firstClientWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   private closing = false;
 
   constructor(opts: RfbServerOptions) {
@@ -163,10 +163,14 @@ export class RfbServer {
     return [...this.conns];
   }
 
-  /** Resolves once a client has finished the handshake (bhyve's `wait`: the guest starts when someone watches). */
+  /**
+   * Resolves once a client has finished the handshake (bhyve's `wait`: the guest starts when someone watches);
+   * rejects if the server is closed first.
+   */
   firstClient(): Promise<void> {
     if (this.firstClientSeen) return Promise.resolve();
-    return new Promise((resolve) => this.firstClientWaiters.push(resolve));
+    if (this.closing) return Promise.reject(new Error('the VNC server is closed'));
+    return new Promise((resolve, reject) => this.firstClientWaiters.push({ resolve, reject }));
   }
 
   /**
@@ -203,6 +207,7 @@ export class RfbServer {
   /** Stops listening (if this server opened the socket) and closes every client. */
   close(): Promise<void> {
     this.closing = true;
+    for (const w of this.firstClientWaiters.splice(0)) w.reject(new Error('the VNC server closed before a client connected'));
     if (this.scanTimer !== null) clearTimeout(this.scanTimer);
     this.scanTimer = null;
     for (const c of [...this.conns]) c.close();
@@ -243,7 +248,7 @@ export class RfbServer {
     this.scan();
     if (!this.firstClientSeen) {
       this.firstClientSeen = true;
-      for (const w of this.firstClientWaiters.splice(0)) w();
+      for (const w of this.firstClientWaiters.splice(0)) w.resolve();
     }
   }
 

@@ -311,6 +311,13 @@ test('requests outside the framebuffer are clipped; one wholly outside gets an e
     t.deepEqual(await c.readUpdate(), [], 'no rectangles, but an answer');
     c.requestUpdate(false, 0, 0, 0, 0);
     t.deepEqual(await c.readUpdate(), [], 'an empty request too');
+    c.requestUpdate(true, 5000, 5000, 10, 10);
+    await new Promise((res) => setTimeout(res, 60));
+    t.notOk(r.server.connections[0]!.waiting, 'an incremental request outside the framebuffer is held without scanning for it');
+    r.fb.fillRect(0, 0, 4, 4, 1, 1, 1);
+    c.requestUpdate(true, 0, 0, 10, 10);
+    const merged = await c.readUpdate();
+    t.deepEqual(merged.map(({ x, y, w, h }) => ({ x, y, w, h })), [{ x: 0, y: 0, w: 10, h: 10 }], 'and merges with the next request');
     t.notOk(c.isClosed);
   } finally {
     await r.done();
@@ -504,6 +511,10 @@ test('firstClient() waits for a finished handshake; a non-shared ClientInit clos
   } finally {
     await r.done();
   }
+  const lonely = await RfbServer.listen({ framebuffer: new TestFramebuffer(8, 8), port: 0 });
+  const waiting = lonely.firstClient().then(() => 'resolved', (e: Error) => e.message);
+  await lonely.close();
+  t.match(await waiting, /closed before a client/, 'closing the server rejects a pending firstClient()');
 });
 
 test('handshake timeout, client limit, IPv6, and a caller-supplied net.Server', async (t) => {
