@@ -231,10 +231,18 @@ export class ZrleEncoder implements RectEncoder {
   }
 
   async encode(fb: FramebufferSource, r: Rect, conv: PixelConverter): Promise<Buffer[]> {
-    const pixels = Buffer.allocUnsafe(conv.rectBytes(r));
-    conv.convert(fb, r, pixels);
-    const tiles = zrleTiles(pixels, r.w, r.h, conv.bytesPerPixel, cpixelLayout(conv.format));
-    const data = await this.stream.compress(tiles);
+    // Tiles go row of tiles by row of tiles, so the work is cut there and the event loop (which also serves the
+    // guest's exits) gets a turn between rows instead of waiting for a whole screen.
+    const layout = cpixelLayout(conv.format);
+    const strips: Buffer[] = [];
+    for (let y = 0; y < r.h; y += ZRLE_TILE) {
+      if (y > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      const strip = { x: r.x, y: r.y + y, w: r.w, h: Math.min(ZRLE_TILE, r.h - y) };
+      const pixels = Buffer.allocUnsafe(conv.rectBytes(strip));
+      conv.convert(fb, strip, pixels);
+      strips.push(zrleTiles(pixels, strip.w, strip.h, conv.bytesPerPixel, layout));
+    }
+    const data = await this.stream.compress(Buffer.concat(strips));
     const len = Buffer.alloc(4);
     len.writeUInt32BE(data.length);
     return [rectHeader(r, ENCODING_ZRLE), len, data];
