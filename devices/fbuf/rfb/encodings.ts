@@ -7,9 +7,7 @@ import type { FramebufferSource, Rect } from './framebuffer.js';
 import type { PixelConverter } from './pixel-format.js';
 
 export const ENCODING_RAW = 0;
-export const ENCODING_COPYRECT = 1;
 export const ENCODING_ZLIB = 6;
-export const ENCODING_TIGHT = 7;
 export const ENCODING_ZRLE = 16;
 export const ENCODING_DESKTOP_SIZE = -223;
 /** QEMU Extended Key Event pseudo-encoding: the server acknowledges it with an empty rectangle of this type. */
@@ -17,7 +15,7 @@ export const ENCODING_QEMU_EXTENDED_KEY = -258;
 
 export const MSG_FRAMEBUFFER_UPDATE = 0;
 
-/** The encodings this server can write, best first when a client's list does not decide. */
+/** The encodings this server can write; the order of the client's list picks among them, and Raw when it lists none. */
 export const SUPPORTED_ENCODINGS: readonly number[] = [ENCODING_ZRLE, ENCODING_ZLIB, ENCODING_RAW];
 
 /** The 4-byte FramebufferUpdate header for `count` rectangles. */
