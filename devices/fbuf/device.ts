@@ -3,13 +3,19 @@
 // 128-byte mode block (fbsize, width, height, depth, refresh rate), BAR1 the 32 MiB framebuffer, which on a VM is a
 // device memory segment mapped wherever the guest puts BAR1, so drawing never exits. 32 bits per pixel, stored
 // blue, green, red, unused (XRGB8888 little-endian), one row after another with no padding (stride = width * 4).
-// The VNC server reads the same bytes.
+// The VNC server (devices/fbuf/rfb) reads the same bytes in place; its keys go to the PS/2 keyboard and its pointer to
+// the xhci tablet, when the VM has one. With `wait`, start-up holds the vCPUs until the first client has logged in.
+import { createServer } from 'node:net';
 import { BhyveError, ExitStatus } from '../../src/config/errors.js';
 import type { DeviceMemory, Machine } from '../../src/platform/machine.js';
 import type { PciDeviceModel } from '../../src/platform/pci/function.js';
 import { PCIC_DISPLAY, PCIR_CLASS, PCIR_DEVICE, PCIR_SUBCLASS, PCIR_VENDOR } from '../../src/platform/pci/regs.js';
 import type { PciDeviceContext, PciDeviceFactory } from '../device.js';
+import { keyboardOf } from '../../src/platform/isa/i8042.js';
+import { findUsbTablet } from '../xhci/device.js';
+import { NativeTileScanner } from './native-scanner.js';
 import { readFbufOptions, type FbufOptions } from './options.js';
+import { RfbServer, type FramebufferSource } from './rfb/index.js';
 import { VgaIo } from './vga-io.js';
 
 export const FBUF_VENDOR = 0xfb5d;
@@ -45,7 +51,10 @@ export class FbufDevice implements PciDeviceModel {
   readonly pixels: Uint8Array;
   private readonly fbView: DataView;
   private readonly modeListeners: Array<(s: Scanout | undefined) => void> = [];
+  /** What VNC shows while the guest has no usable mode: black at the configured size. */
+  private blank?: Scanout;
   ready?: Promise<void>;
+  server?: RfbServer;
 
   constructor(
     readonly options: FbufOptions,
@@ -71,6 +80,14 @@ export class FbufDevice implements PciDeviceModel {
     const depth = this.regView.getUint16(FB_REGS.depth, true);
     if (width === 0 || height === 0 || depth !== 32 || width * height * 4 > FB_SIZE) return undefined;
     return { width, height, stride: width * 4, pixels: this.pixels };
+  }
+
+  /** The picture for the VNC server: the scanout, or black at the configured size while there is none. */
+  source(): FramebufferSource {
+    const s = this.scanout();
+    if (s) return s;
+    this.blank ??= { width: this.options.width, height: this.options.height, stride: this.options.width * 4, pixels: new Uint8Array(this.options.width * this.options.height * 4) };
+    return this.blank;
   }
 
   /** Called after each guest write that changes the mode (width, height or depth). */
@@ -145,6 +162,39 @@ export function createFbufDevice(ctx: PciDeviceContext): FbufDevice {
   const dev = new FbufDevice(options, machine);
   if (options.vga === 'io') new VgaIo().attach(machine.io);
   fbufOf.set(machine, dev);
+  const where = options.host.includes(':') ? `[${options.host}]:${options.port}` : `${options.host}:${options.port}`;
+  // The listener is ours so it can be unref'd: the VNC console must not keep a process alive whose VM has ended.
+  const listener = createServer();
+  const server = new RfbServer({
+    framebuffer: () => dev.source(),
+    server: listener,
+    password: options.password,
+    desktopName: ctx.tree.get('name') ?? 'bhyve',
+    scanner: new NativeTileScanner(32),
+    onKey: (down, keysym) => void keyboardOf(machine)?.keyEvent(down, keysym),
+    // The tablet is looked up at each event: xhci may sit in a later slot than fbuf.
+    onPointer: (buttons, x, y) => {
+      const s = dev.source();
+      findUsbTablet(ctx.bus)?.pointer(buttons, x, y, s.width, s.height);
+    },
+    log: (m) => ctx.warn(m),
+  });
+  dev.server = server;
+  dev.onModeChange(() => server.resize());
+  const listening = new Promise<void>((resolve, reject) => {
+    listener.once('error', (e: Error) => reject(new BhyveError(ExitStatus.ERROR, `fbuf: cannot listen for VNC on ${where}: ${e.message}`, false)));
+    listener.listen({ host: options.host, port: options.port, exclusive: true }, () => resolve());
+  });
+  // While start-up waits for the first client the listener is what keeps the process alive.
+  if (!options.wait) listener.unref();
+  dev.ready = options.wait
+    ? listening.then(() => {
+        ctx.warn(`fbuf: waiting for a VNC client on ${where}`);
+        return server.firstClient().finally(() => listener.unref());
+      })
+    : listening.then(() => undefined);
+  dev.ready.catch(() => undefined); // start-up awaits it; an unobserved failure must not end the process
+  machine.dataPath?.onClose(() => void server.close().catch(() => undefined));
   return dev;
 }
 

@@ -2,6 +2,7 @@
 // Errors carry bhyve's wording and end the start-up with status 4.
 import { BhyveError, ExitStatus } from '../../src/config/errors.js';
 import type { ConfigNode, ConfigTree } from '../../src/config/tree.js';
+import { DEFAULT_RFB_HOST, DEFAULT_RFB_PORT } from './rfb/address.js';
 
 export const COLS_MIN = 640;
 export const ROWS_MIN = 480;
@@ -9,8 +10,8 @@ export const COLS_MAX = 3840;
 export const ROWS_MAX = 2160;
 export const COLS_DEFAULT = 1024;
 export const ROWS_DEFAULT = 768;
-export const RFB_DEFAULT_HOST = '127.0.0.1';
-export const RFB_DEFAULT_PORT = 5900;
+export const RFB_DEFAULT_HOST = DEFAULT_RFB_HOST;
+export const RFB_DEFAULT_PORT = DEFAULT_RFB_PORT;
 
 export type VgaMode = 'io' | 'on' | 'off';
 

@@ -6,6 +6,8 @@ import { parseRfbAddress } from '../../../devices/fbuf/options.js';
 import { BhyveError } from '../../../src/config/errors.js';
 import { PCIR_CLASS, PCIR_DEVICE, PCIR_SUBCLASS, PCIR_VENDOR } from '../../../src/platform/pci/regs.js';
 import { virtioMachine } from '../../harness/virtio-driver.js';
+import { KeyboardController } from '../../../src/platform/isa/i8042.js';
+import { TestClient } from './helpers.js';
 
 function barSize(dev: ReturnType<typeof virtioMachine>['dev'], reg: number): number {
   const orig = dev.cfgRead(reg, 4);
@@ -38,7 +40,7 @@ test('fbuf: FB5D:40FB class 03/00, a 128-byte mode block, a 32 MiB framebuffer B
 });
 
 test('fbuf: pixels written through BAR1 are the scanout; mode writes reach the display side', (t) => {
-  const { m, dev, bus } = virtioMachine(['-s', '29,fbuf,w=640,h=480'], 29);
+  const { m, dev, bus } = virtioMachine(['-s', '29,fbuf,tcp=127.0.0.1:0,w=640,h=480'], 29);
   try {
     const fb = findFbuf(m)!;
     t.ok(fb, 'the machine has its fbuf');
@@ -70,7 +72,7 @@ test('fbuf: pixels written through BAR1 are the scanout; mode writes reach the d
 });
 
 test('fbuf vga=io: the VGA registers keep what is written and the retrace bit moves', (t) => {
-  const { m } = virtioMachine(['-s', '29,fbuf'], 29);
+  const { m } = virtioMachine(['-s', '29,fbuf,tcp=127.0.0.1:0'], 29);
   try {
     m.out(0x3c4, 0x02, 1);
     m.out(0x3c5, 0x0f, 1);
@@ -90,7 +92,7 @@ test('fbuf vga=io: the VGA registers keep what is written and the retrace bit mo
   } finally {
     m.close();
   }
-  const off = virtioMachine(['-s', '29,fbuf,vga=off'], 29);
+  const off = virtioMachine(['-s', '29,fbuf,tcp=127.0.0.1:0,vga=off'], 29);
   t.equal(off.m.in(0x3c5, 1), 0xff, 'vga=off: no VGA ports');
   off.m.close();
   t.end();
@@ -112,6 +114,34 @@ test("fbuf options: bhyve's address forms and errors; one fbuf per VM", (t) => {
   err(['-s', '29,fbuf,w=4000'], /fbuf: max resolution is 3840x2160/, 'too wide');
   err(['-s', '29,fbuf,h=479'], /fbuf: minimum resolution is 640x480/, 'too short');
   err(['-s', '29,fbuf,w=abc'], /minimum resolution/, 'a width that is not a number is 0');
-  err(['-s', '29,fbuf', '-s', '30,fbuf'], /Only one frame buffer device is allowed\./, 'a second fbuf');
+  err(['-s', '29,fbuf,tcp=127.0.0.1:0', '-s', '30,fbuf,tcp=127.0.0.1:0'], /Only one frame buffer device is allowed\./, 'a second fbuf');
+  t.end();
+});
+
+test('fbuf: a VNC KeyEvent types on the PS/2 keyboard; the server serves the scanout', async (t) => {
+  const { m } = virtioMachine(['-s', '29,fbuf,tcp=127.0.0.1:0,w=640,h=480'], 29);
+  const kbc = new KeyboardController(m);
+  const fb = findFbuf(m)!;
+  try {
+    await fb.ready;
+    const port = (fb.server!.address() as { port: number }).port;
+    const c = await TestClient.connect(port);
+    const init = await c.handshake();
+    t.deepEqual([init.width, init.height], [640, 480], 'ServerInit carries the mode');
+    // KeyEvent (RFC 6143 §7.5.4): type 4, down flag, 2 padding, keysym; 'h' down then up.
+    c.write([4, 1, 0, 0, 0, 0, 0, 0x68]);
+    c.write([4, 0, 0, 0, 0, 0, 0, 0x68]);
+    const got: number[] = [];
+    const deadline = Date.now() + 3000;
+    while (got.length < 2 && Date.now() < deadline) {
+      if (m.in(0x64, 1) & 1) got.push(m.in(0x60, 1));
+      else await new Promise((r) => setTimeout(r, 5));
+    }
+    t.deepEqual(got, [0x23, 0xa3], 'H make and break in set 1 at port 0x60');
+    void kbc;
+    c.close();
+  } finally {
+    m.close();
+  }
   t.end();
 });

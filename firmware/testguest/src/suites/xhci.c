@@ -1,5 +1,5 @@
 /*
- * test=xhci[,vendor=N][,product=N][,report=N]
+ * test=xhci[,vendor=N][,product=N][,report=N][,pointer=S]
  *
  * The first xHCI controller and the first USB device on its root hub, enumerated as an OS does:
  *   - HCRST, DCBAA, command ring, event ring, MSI, run; the Supported Protocol port ranges;
@@ -10,6 +10,9 @@
  *   - Configure Endpoint, SET_CONFIGURATION, SET_IDLE 0, GET_REPORT(input) (length against report=);
  *   - an interrupt IN TRB posted, then Stop Endpoint and the endpoint Stopped in the output context;
  *   - events by MSI (MSI-X where the controller has no MSI, as QEMU's); a final HCRST leaves the controller halted.
+ * With pointer=S the posted interrupt TRB waits up to S seconds for a report (a VNC client moving the pointer on
+ * fbuf reaches the tablet this way); the suite prints "waiting for a pointer report" first, then the report's
+ * buttons and absolute x, y (0..0x7FFF).
  * QEMU: -device qemu-xhci,id=xhci -device usb-tablet,bus=xhci.0 (bhyve: -s N,xhci,tablet).
  */
 #include "suite.h"
@@ -18,6 +21,7 @@
 #include "../lib/cmdline.h"
 #include "../lib/print.h"
 #include "../lib/string.h"
+#include "../platform/timer.h"
 
 #define MS 1000000ULL
 
@@ -102,6 +106,19 @@ static void run(const char *options) {
 	if (!report) return;
 	xhci_queue_in(x, report, mps);
 	struct xhci_event ev;
+	uint64_t pointer_secs = optlist_get_u64(options, "pointer", 0);
+	if (pointer_secs) {
+		check(1, "waiting for a pointer report");
+		int got_ev = 0;
+		uint64_t deadline = timer_now_ns() + pointer_secs * 1000 * MS;
+		while (!got_ev && timer_now_ns() < deadline)
+			got_ev = xhci_next_event(x, &ev, 100 * MS) && ev.type == 32;
+		uint32_t len = got_ev ? mps - ev.len : 0;
+		check(got_ev && (ev.code == 1 || ev.code == 13) && len >= 5,
+		      "pointer report: completion %u, %u bytes, buttons=%u x=%u y=%u", got_ev ? ev.code : 0, len, report[0],
+		      report[1] | report[2] << 8, report[3] | report[4] << 8);
+		xhci_queue_in(x, report, mps);
+	}
 	cc = xhci_command(x, 0, 0, 15u << 10 | x->intr_dci << 16 | x->slot << 24, &ev);
 	check(cc == 1 && (xhci_output(x, x->intr_dci, 0) & 7) == 3, "interrupt TRB posted, Stop Endpoint: completion %d, state %u (Stopped)",
 	      cc, xhci_output(x, x->intr_dci, 0) & 7);
