@@ -14,6 +14,8 @@ export const l1Costs: Record<string, number> = {
   'test/firmware/pwrbtn.test.ts': 99,
   'test/devices/virtio-net/tap.test.ts': 50,
   'test/devices/virtio-console/kvm.test.ts': 60,
+  'test/devices/fbuf/kvm.test.ts': 60,
+  'test/firmware/xhci.test.ts': 40,
   'test/guest/linux-nvme.test.ts': 49,
   'test/guest/linux.test.ts': 48,
   'test/guest/linux-net.test.ts': 110,
