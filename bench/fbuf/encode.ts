@@ -1,11 +1,14 @@
 // The fbuf VNC server's update path without a network: for a 1024x768 framebuffer, the tile scan, and the cost and
 // size of one update per encoding (Raw, zlib, ZRLE) for a full-screen change and for a small one (a 64x32 area,
 // what a blinking cursor or a typed character touches), in the native pixel format and in RGB565.
+// Then the dirty scan alone, native (native/fbuf: rows against a shadow copy) against the TypeScript tile hashes, in
+// the same run: no change, a small change, a full-screen change.
 // Usage: node --import tsx bench/fbuf/encode.ts [frames=10]
 import { RawEncoder, ZlibEncoder, type RectEncoder } from '../../devices/fbuf/rfb/encodings.js';
 import { ZrleEncoder } from '../../devices/fbuf/rfb/zrle.js';
 import { NATIVE_PIXEL_FORMAT, PixelConverter, type PixelFormat } from '../../devices/fbuf/rfb/pixel-format.js';
-import { TileScanner, tilesToRects } from '../../devices/fbuf/rfb/tiles.js';
+import { TileScanner, tilesToRects, type DirtyScanner } from '../../devices/fbuf/rfb/tiles.js';
+import { NativeTileScanner } from '../../devices/fbuf/native-scanner.js';
 import type { FramebufferSource, Rect } from '../../devices/fbuf/rfb/framebuffer.js';
 
 const frames = Number(process.argv[2] ?? 10);
@@ -64,4 +67,31 @@ for (const [name, make] of [['Raw', () => new RawEncoder()], ['zlib (level 1)', 
   for (const pf of [NATIVE_PIXEL_FORMAT, rgb565]) {
     for (const area of [full, small]) console.log(await measure(name, make, pf, area));
   }
+}
+
+/** Mean ms of one scan after `change` repainted (or not) the frame, for the scanner `make` builds. */
+function scanCost(make: () => DirtyScanner, change: Rect | undefined, rounds: number): { ms: number; dirty: number } {
+  const scanner = make();
+  paint(0, full);
+  scanner.scan(fb);
+  let ms = 0;
+  let dirty = 0;
+  for (let f = 1; f <= rounds; f++) {
+    if (change) paint(f, change);
+    const t0 = process.hrtime.bigint();
+    const map = scanner.scan(fb);
+    ms += Number(process.hrtime.bigint() - t0) / 1e6;
+    dirty += map.reduce((a, b) => a + b, 0);
+  }
+  return { ms: ms / rounds, dirty: dirty / rounds };
+}
+
+const scanRounds = Math.max(50, frames * 5);
+console.log(`\ndirty scan of ${W}x${H} (32x32 tiles), mean of ${scanRounds} scans: native vs TypeScript, same run`);
+console.log('| change | native ms | TypeScript ms | TypeScript / native | dirty tiles |');
+console.log('|---|---|---|---|---|');
+for (const [label, change] of [['none', undefined], ['64x32', small], ['full screen', full]] as const) {
+  const n = scanCost(() => new NativeTileScanner(32), change, scanRounds);
+  const j = scanCost(() => new TileScanner(32), change, scanRounds);
+  console.log(`| ${label} | ${n.ms.toFixed(3)} | ${j.ms.toFixed(3)} | ${(j.ms / n.ms).toFixed(1)} | ${n.dirty.toFixed(0)} / ${j.dirty.toFixed(0)} |`);
 }

@@ -55,6 +55,7 @@ export class FbufDevice implements PciDeviceModel {
   private blank?: Scanout;
   ready?: Promise<void>;
   server?: RfbServer;
+  private fbAddr?: number;
 
   constructor(
     readonly options: FbufOptions,
@@ -119,9 +120,16 @@ export class FbufDevice implements PciDeviceModel {
 
   /** BAR1 moved or stopped decoding: the segment follows it (bhyve's pe_baraddr). */
   barMapped(bar: number, mapped: boolean, addr: number): void {
-    if (bar !== FB_MEM_BAR || !this.memory) return;
+    if (bar !== FB_MEM_BAR) return;
+    this.fbAddr = mapped ? addr : undefined;
+    if (!this.memory) return;
     if (mapped) this.memory.map(addr);
     else this.memory.unmap();
+  }
+
+  /** Where the framebuffer decodes now (BAR1), or undefined while it does not. */
+  framebufferAddress(): number | undefined {
+    return this.fbAddr;
   }
 
   private modeKey(): string {

@@ -43,14 +43,15 @@ export function linuxGuestImage(): LinuxImage {
 
 /**
  * The same guest on Debian's generic kernel, for the drivers the cloud flavour leaves out: ahci (SATA disks and
- * ATAPI drives through libata), the SCSI disk and CD-ROM drivers above it, ISO 9660 and ext4.
+ * ATAPI drives through libata), the SCSI disk and CD-ROM drivers above it, ISO 9660 and ext4, and USB (xHCI, HID).
  */
 export const genericGuestImageSpec: ImageSpec = {
   ...guestImageSpec,
   cacheDir: 'linux-guest-generic',
   kernelFlavour: 'amd64',
   // ext4 is a module here (built into the cloud kernel); crc32c is its soft dependency, not in modules.dep.
-  modules: [...guestImageSpec.modules, 'ahci', 'sd_mod', 'sr_mod', 'isofs', 'crc32c_generic', 'ext4'],
+  // xhci_pci, usbhid, hid_generic and evdev: bhyve's USB tablet as a Linux input device.
+  modules: [...guestImageSpec.modules, 'ahci', 'sd_mod', 'sr_mod', 'isofs', 'crc32c_generic', 'ext4', 'xhci_pci', 'usbhid', 'hid_generic', 'evdev'],
   optionalModules: [],
 };
 

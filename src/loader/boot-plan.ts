@@ -38,6 +38,18 @@ export interface DirectBootInput {
   e820: readonly E820Entry[];
   /** guest-physical address of the ACPI RSDP, when ACPI tables are built */
   rsdpAddress?: number;
+  /** a linear framebuffer for the kernel's console (fbuf): described to Linux in screen_info */
+  framebuffer?: LinearFramebuffer;
+}
+
+/** A 32-bit XRGB8888 linear framebuffer (red in bits 16-23, green 8-15, blue 0-7). */
+export interface LinearFramebuffer {
+  base: number;
+  size: number;
+  width: number;
+  height: number;
+  /** bytes per row */
+  stride: number;
 }
 
 /** Collects claims and writes while one format's loader lays out memory. */

@@ -3,7 +3,7 @@
 // built from the image's setup header, and the kernel is entered at its 64-bit entry (load address +
 // 0x200) in long mode, rsi = the zero page ("64-bit BOOT PROTOCOL").
 import { StructWriter, readU16, readU32, readU64Number, readU8, slice } from './bytes.js';
-import type { BootPlan, DirectBootInput } from './boot-plan.js';
+import type { BootPlan, DirectBootInput, LinearFramebuffer } from './boot-plan.js';
 import { PlanBuilder, describeRange, encodeCmdline } from './boot-plan.js';
 import { E820_MAX_ENTRIES } from './e820.js';
 import { prepareLongMode } from './entry-state.js';
@@ -155,7 +155,7 @@ export function planBzImage(input: DirectBootInput): BootPlan {
 
   const zp = new StructWriter(ZERO_PAGE_SIZE);
   zp.set(BP.setup_sects, file.subarray(BP.setup_sects, h.headerEnd));
-  // screen_info (0x000) stays zero: no framebuffer is described yet.
+  if (input.framebuffer) writeScreenInfo(zp, input.framebuffer, b);
   zp.u8(BP.type_of_loader, TYPE_OF_LOADER_UNDEFINED);
   zp.u32(BP.code32_start, load);
   zp.u32(BP.hardware_subarch, 0); // default x86 PC
@@ -205,4 +205,41 @@ export function planBzImage(input: DirectBootInput): BootPlan {
   b.note(`64-bit entry ${hex(entry)} in long mode, rsi = zero page at ${hex(ZERO_PAGE_ADDR)}`);
   b.note(`command line at ${hex(CMDLINE_ADDR)} (${cmdline.length - 1} of ${h.cmdlineSize} bytes), E820 of ${e820.length} entries`);
   return b.finish('linux-bzimage', enter(entry, { rsi: BigInt(ZERO_PAGE_ADDR) }));
+}
+
+// struct screen_info (arch/x86 boot_params at 0x000, include/uapi/linux/screen_info.h) fields used for an EFI-style
+// linear framebuffer: the kernel's sysfb then registers it for efifb (or simpledrm), and fbcon draws on it.
+const SI = {
+  orig_video_isVGA: 0x0f,
+  lfb_width: 0x12,
+  lfb_height: 0x14,
+  lfb_depth: 0x16,
+  lfb_base: 0x18,
+  lfb_size: 0x1c,
+  lfb_linelength: 0x24,
+  red_size: 0x26,
+  capabilities: 0x36,
+  ext_lfb_base: 0x3a,
+} as const;
+const VIDEO_TYPE_EFI = 0x70;
+const VIDEO_CAPABILITY_64BIT_BASE = 1 << 1;
+
+function writeScreenInfo(zp: StructWriter, fb: LinearFramebuffer, b: PlanBuilder): void {
+  if (!(fb.width > 0 && fb.height > 0 && fb.stride >= fb.width * 4 && fb.stride * fb.height <= fb.size && fb.base > 0)) {
+    throw new LoaderError('bad-input', `framebuffer ${fb.width}x${fb.height} (stride ${fb.stride}) does not fit its ${fb.size} bytes`);
+  }
+  zp.u8(SI.orig_video_isVGA, VIDEO_TYPE_EFI);
+  zp.u16(SI.lfb_width, fb.width);
+  zp.u16(SI.lfb_height, fb.height);
+  zp.u16(SI.lfb_depth, 32);
+  zp.u32(SI.lfb_base, fb.base % 2 ** 32);
+  zp.u32(SI.lfb_size, fb.size); // bytes for VIDEO_TYPE_EFI (64 KiB units only for VESA)
+  zp.u16(SI.lfb_linelength, fb.stride);
+  // red 8 at 16, green 8 at 8, blue 8 at 0, reserved 8 at 24
+  zp.set(SI.red_size, Uint8Array.from([8, 16, 8, 8, 8, 0, 8, 24]));
+  if (fb.base >= 2 ** 32) {
+    zp.u32(SI.capabilities, VIDEO_CAPABILITY_64BIT_BASE);
+    zp.u32(SI.ext_lfb_base, Math.floor(fb.base / 2 ** 32));
+  }
+  b.note(`screen_info: EFI framebuffer ${fb.width}x${fb.height}x32 at ${hex(fb.base)}`);
 }

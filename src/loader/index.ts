@@ -12,7 +12,7 @@ import { LoaderError } from './errors.js';
 import { findMultibootHeader, planMultiboot } from './multiboot.js';
 import { planPvh, probePvh } from './pvh.js';
 
-export type { BootFormat, BootPlan, DirectBootInput, GuestWrite } from './boot-plan.js';
+export type { BootFormat, BootPlan, DirectBootInput, GuestWrite, LinearFramebuffer } from './boot-plan.js';
 export type { E820Entry } from './e820.js';
 export { E820_ACPI, E820_NVS, E820_RAM, E820_RESERVED, E820_UNUSABLE } from './e820.js';
 export { LoaderError, type LoaderErrorCode } from './errors.js';

@@ -15,7 +15,8 @@ import { buildFirmwareTables, type PciRootBridge } from '../platform/tables.js';
 import { BootVars, BootVarsError } from '../platform/bootvars.js';
 import type { PciBus } from '../platform/pci/bus.js';
 import type { PciFunction } from '../platform/pci/function.js';
-import { applyBootPlan, planDirectBoot, LoaderError } from '../loader/index.js';
+import { applyBootPlan, planDirectBoot, LoaderError, type LinearFramebuffer } from '../loader/index.js';
+import { FB_SIZE, findFbuf } from '../../devices/fbuf/device.js';
 import { VmmError } from './errors.js';
 import { BOOTROM_BASE, BOOTROM_SIZE, KVM_PRIVATE, type MemoryLayout } from './memmap.js';
 import { E820Type, e820FromLayout, type E820Entry } from '../platform/e820.js';
@@ -113,6 +114,7 @@ export async function startVm(req: StartRequest): Promise<number> {
         layout,
         e820,
         rsdpAddress: tables?.acpi.rsdp,
+        framebuffer: bootFramebuffer(machine),
       });
       applyBootPlan(plan, vm.memory, bsp);
     }
@@ -133,6 +135,15 @@ export async function startVm(req: StartRequest): Promise<number> {
     machine?.close();
     vm.close();
   }
+}
+
+/** The fbuf's framebuffer where its BAR decodes, for the kernel's console (screen_info), or undefined. */
+function bootFramebuffer(machine: VmMachine): LinearFramebuffer | undefined {
+  const fb = findFbuf(machine);
+  const base = fb?.framebufferAddress();
+  const s = fb?.scanout();
+  if (!fb || base === undefined || !s) return undefined;
+  return { base, size: FB_SIZE, width: s.width, height: s.height, stride: s.stride };
 }
 
 /**

@@ -112,7 +112,6 @@ echo "slirp checks done"
 function slirpVmm(b: Parameters<ReturnType<typeof tsbhyve>>[0]): string {
   const inner = tsbhyve(['-s', `3,virtio-net,slirp,hostfwd=tcp:127.0.0.1:${FWD_PORT}-:80,open`])({ ...b, kernel: '$1', initrd: '$2' });
   const steps = [
-    'ip link set lo up 2>/dev/null',  // the L1 starts with loopback down
     'd=$(mktemp -d)',
     'echo served-by-the-host > $d/h.txt',
     `busybox httpd -f -p 127.0.0.1:${HOST_PORT} -h $d & web=$!`,

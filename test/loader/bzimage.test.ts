@@ -184,3 +184,25 @@ test('bzImage: protocol 2.12/2.13 gets no acpi_rsdp_addr', (t) => {
   t.ok(plan.description.some((l) => /RSDP address not passed/.test(l)), 'the plan says so');
   t.end();
 });
+
+test('bzImage: an fbuf framebuffer is described in screen_info as an EFI linear framebuffer', (t) => {
+  const file = syntheticBzImage();
+  const layout = memoryLayout(128 * MiB);
+  const fb = { base: 0xc0000000, size: 32 * MiB, width: 800, height: 600, stride: 3200 };
+  const plan = planDirectBoot({ kernel: file, layout, e820: bhyveE820(layout.lowmem, 0), framebuffer: fb });
+  const z = new PlanMemory(plan).view(0x7000, 4096);
+  t.equal(z.getUint8(0x0f), 0x70, 'orig_video_isVGA = VIDEO_TYPE_EFI');
+  t.deepEqual([z.getUint16(0x12, true), z.getUint16(0x14, true), z.getUint16(0x16, true)], [800, 600, 32], 'lfb width, height, depth');
+  t.equal(z.getUint32(0x18, true), 0xc0000000, 'lfb_base');
+  t.equal(z.getUint32(0x1c, true), 32 * MiB, 'lfb_size in bytes');
+  t.equal(z.getUint16(0x24, true), 3200, 'lfb_linelength');
+  t.deepEqual([...new Uint8Array(z.buffer, z.byteOffset + 0x26, 8)], [8, 16, 8, 8, 8, 0, 8, 24], 'XRGB8888 channel sizes and positions');
+  t.equal(z.getUint32(0x36, true), 0, 'no 64-bit base needed');
+  const high = planDirectBoot({ kernel: file, layout, e820: bhyveE820(layout.lowmem, 0), framebuffer: { ...fb, base: 0x4_0000_0000 } });
+  const zh = new PlanMemory(high).view(0x7000, 4096);
+  t.deepEqual([zh.getUint32(0x18, true), zh.getUint32(0x3a, true), zh.getUint32(0x36, true)], [0, 4, 2], 'a base above 4 GiB: ext_lfb_base and VIDEO_CAPABILITY_64BIT_BASE');
+  t.throws(() => planDirectBoot({ kernel: file, layout, e820: bhyveE820(layout.lowmem, 0), framebuffer: { ...fb, stride: 100 } }), /does not fit/, 'a stride shorter than a row');
+  const none = new PlanMemory(planDirectBoot({ kernel: file, layout, e820: bhyveE820(layout.lowmem, 0) })).view(0x7000, 64);
+  t.equal(none.getUint8(0x0f), 0, 'no fbuf: screen_info stays zero');
+  t.end();
+});

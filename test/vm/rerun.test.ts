@@ -24,18 +24,20 @@ test('a handler reads and changes its vCPU registers; other callers get EBUSY wh
       c.updateRegs({ rbx: 0x77n });
     });
     let bx = -1;
+    let busy: unknown;
+    // Once the guest has reported (and goes on to idle in hlt, still inside KVM_RUN), touch the vCPU from the main
+    // thread: started from the report, not from a fixed delay, so a slow host cannot reorder the steps.
     vm.registerPio(0x81, 2, (_c, _p, _s, _w, v) => {
       bx = v;
+      setTimeout(() => {
+        try {
+          c.getRegs();
+        } catch (e) {
+          busy = e;
+        }
+        vm.suspend(SuspendHow.Poweroff);
+      }, 20);
     });
-    let busy: unknown;
-    setTimeout(() => {
-      try {
-        c.getRegs();
-      } catch (e) {
-        busy = e;
-      }
-      vm.suspend(SuspendHow.Poweroff);
-    }, 100);
     enterRealMode(vm, 0x1000);
     const r = await vm.run();
     t.equal(r.status, 1, 'status 1');

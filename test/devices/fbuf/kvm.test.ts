@@ -33,15 +33,18 @@ async function freeDisplay(): Promise<number> {
   throw new Error('no free VNC display');
 }
 
-function capture(display: number, out: string): Promise<number | null> {
+/** gvnccapture's exit status, and what it said when it failed. */
+function capture(display: number, out: string): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const c = spawn('gvnccapture', ['--quiet', `127.0.0.1:${display}`, out], { stdio: 'ignore' });
+    const c = spawn('gvnccapture', ['--quiet', `127.0.0.1:${display}`, out], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => c.kill('SIGKILL'), 30_000);
     c.on('exit', (code) => {
       clearTimeout(timer);
-      resolve(code);
+      resolve({ code, stderr: stderr.trim() });
     });
-    c.on('error', () => resolve(null));
+    c.on('error', (e) => resolve({ code: null, stderr: e.message }));
   });
 }
 
@@ -66,11 +69,12 @@ test('fbuf + VNC: the guest waits for a client, draws its pattern, and gvnccaptu
     await new Promise((res) => setTimeout(res, 1500));
     t.notOk(seen.includes('TESTGUEST READY'), 'the guest has not started before a client connected');
     const first = join(dir, 'first.png');
-    const firstCode = await capture(display, first);
-    t.equal(firstCode, 0, 'the first client logs in (this lets the guest start)');
+    const firstRun = await capture(display, first);
+    t.equal(firstRun.code, 0, `the first client logs in (this lets the guest start) ${firstRun.stderr}`);
     await Promise.race([drawnP, runP]);
     const shot = join(dir, 'screen.png');
-    t.equal(await capture(display, shot), 0, 'gvnccapture takes the screen');
+    const shotRun = await capture(display, shot);
+    t.equal(shotRun.code, 0, `gvnccapture takes the screen ${shotRun.stderr}`);
     const r = await runP;
     startedEarly = /fbuf: waiting for a VNC client/.test(r.stderr) === false;
     t.notOk(startedEarly, 'tsbhyve said it was waiting for a VNC client');

@@ -45,6 +45,8 @@ ln -s /usr/lib64 /lib64
 # On a merged-/usr host, /usr/sbin/ip is a link to /bin/ip, which here is busybox's applet (no ip netns): point
 # the names the tests need at the host's programs in /usr/bin.
 for p in ip; do [ -x "/usr/bin/$p" ] && ln -sf "/usr/bin/$p" "/bin/$p"; done
+# Loopback up, as on any host: servers the tests start on 127.0.0.1 (VNC, slirp's host side) need it.
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up 2>/dev/null || true
 if [ -n "$project" ]; then
   mkdir -p "$project"
   mount -t 9p -o "$opts" project "$project" || echo "TSBHYVE-L1-WARN cannot mount the project at $project"
