@@ -36,13 +36,14 @@ async function freeDisplay(): Promise<number> {
 /** gvnccapture's exit status, and what it said when it failed. */
 function capture(display: number, out: string): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const c = spawn('gvnccapture', ['--quiet', `127.0.0.1:${display}`, out], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const c = spawn('gvnccapture', [`127.0.0.1:${display}`, out], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
+    c.stdout.on('data', (d: Buffer) => (stderr += d.toString()));
     c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => c.kill('SIGKILL'), 30_000);
     c.on('exit', (code) => {
       clearTimeout(timer);
-      resolve({ code, stderr: stderr.trim() });
+      resolve({ code, stderr: code === 0 ? '' : stderr.trim() });
     });
     c.on('error', (e) => resolve({ code: null, stderr: e.message }));
   });
@@ -54,6 +55,8 @@ test('fbuf + VNC: the guest waits for a client, draws its pattern, and gvnccaptu
     const display = await freeDisplay();
     let drawn!: () => void;
     const drawnP = new Promise<void>((res) => (drawn = res));
+    let listening!: () => void;
+    const listeningP = new Promise<void>((res) => (listening = res));
     let startedEarly = false;
     let seen = '';
     const runP = runTestguestInTsbhyve({
@@ -62,11 +65,13 @@ test('fbuf + VNC: the guest waits for a client, draws its pattern, and gvnccaptu
       timeoutMs: 90_000,
       onOutput: (out) => {
         seen = out;
+        if (out.includes('fbuf: waiting for a VNC client')) listening();
         if (out.includes('frame crc32=')) drawn();
       },
     });
-    // Nothing runs before a client is in (`wait`).
-    await new Promise((res) => setTimeout(res, 1500));
+    // tsbhyve says when it listens and waits; nothing runs before a client is in (`wait`).
+    await Promise.race([listeningP, runP]);
+    await new Promise((res) => setTimeout(res, 500));
     t.notOk(seen.includes('TESTGUEST READY'), 'the guest has not started before a client connected');
     const first = join(dir, 'first.png');
     const firstRun = await capture(display, first);
@@ -117,7 +122,7 @@ test('fbuf + xhci tablet: a VNC pointer event reaches the guest as an absolute t
     },
   });
   await Promise.race([waitingP, runP]);
-  const c = await TestClient.connect(port);
+  const c = await TestClient.connect(port); // listening long before: the guest got this far
   await c.handshake();
   // PointerEvent (RFC 6143 §7.5.5): type 5, button mask, x, y; the middle of the 800x600 screen, left button down.
   c.write([5, 1, 400 >> 8, 400 & 0xff, 300 >> 8, 300 & 0xff]);
