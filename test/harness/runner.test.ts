@@ -46,16 +46,18 @@ test('runner: hardware KVM: both files run on the host, no L1', (t) => {
 
 test('runner: an L1 that freezes is killed through its heartbeat; the file runs again once in a fresh L1, and fails if it freezes again', { skip: qemu ? undefined : 'qemu-system-x86_64 is not installed' }, (t) => {
   rmSync(freezeFlags, { recursive: true, force: true });
+  // 40 s of silence means frozen here: long enough that an L1 booting on a host busy with other L1s is not taken
+  // for a frozen one (15 s was, twice, in full runs), short enough to keep the test quick.
   const r = spawnSync(
     process.execPath,
     ['--import', 'tsx', 'scripts/test.ts', 'test/harness/fixtures/freezes-once.fixture.ts', 'test/harness/fixtures/freezes-always.fixture.ts'],
-    { cwd: root, encoding: 'utf8', env: { ...process.env, TSBHYVE_HOST_KVM: 'none', TSBHYVE_L1_BATCHES: '1', TSBHYVE_L1_SILENCE_S: '15' }, timeout: 600_000 },
+    { cwd: root, encoding: 'utf8', env: { ...process.env, TSBHYVE_HOST_KVM: 'none', TSBHYVE_L1_BATCHES: '1', TSBHYVE_L1_SILENCE_S: '40' }, timeout: 600_000 },
   );
   const out = r.stdout;
   t.equal(r.status, 1, 'exit 1: one file failed');
   const once = out.slice(out.indexOf('# ---- test/harness/fixtures/freezes-once'));
   const always = out.slice(out.indexOf('# ---- test/harness/fixtures/freezes-always'));
-  t.match(once, /^# L1 froze: no heartbeat for 15 s, so it was killed after \d+ lines of \S+freezes-once\S+; running it again in a fresh L1$/m, 'the freeze is named');
+  t.match(once, /^# L1 froze: no heartbeat for 40 s, so it was killed after \d+ lines of \S+freezes-once\S+; running it again in a fresh L1$/m, 'the freeze is named');
   t.match(once, /ok \d+ fixture passed on its second run/, 'the second run passed');
   t.equal((once.split('# ----')[1]!.match(/^ok \d+ the first assertion/gm) ?? []).length, 1, 'the frozen attempt does not count twice');
   t.match(always, /not ok \d+ the nested-KVM L1 stopped: L1 froze/, 'a file that freezes twice fails');
