@@ -58,6 +58,10 @@ const controllers = new WeakMap<Machine, KeyboardController>();
 export function keyboardOf(machine: Machine): KeyboardController | undefined {
   return controllers.get(machine);
 }
+/** Makes `kbc` the keyboard of `machine` too (the ISA devices see the machine through a wrapper). */
+export function setKeyboardOf(machine: Machine, kbc: KeyboardController): void {
+  controllers.set(machine, kbc);
+}
 
 /**
  * Replies the keyboard can send that the 8042's set 2 -> set 1 translation changes. Scan codes would be translated

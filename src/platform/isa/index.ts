@@ -11,7 +11,7 @@ import { createUartBackend, TcpBackend } from './uart-backends.js';
 import { Rtc } from './rtc.js';
 import { PowerManagement, installSigtermPowerButton } from './pm.js';
 import { ResetControl } from './reset.js';
-import { KeyboardController } from './i8042.js';
+import { KeyboardController, setKeyboardOf } from './i8042.js';
 import { PostPort } from './post.js';
 import { Hpet } from './hpet.js';
 import { FwCfg } from './fwcfg.js';
@@ -116,6 +116,7 @@ export function createIsaDevices(hostMachine: Machine, tree: ConfigTree, opts: I
 
     const reset = new ResetControl(machine);
     const kbc = new KeyboardController(machine);
+    setKeyboardOf(hostMachine, kbc);
     const post = new PostPort(machine);
     const hpet = new Hpet(machine);
     closers.push(() => hpet.close());

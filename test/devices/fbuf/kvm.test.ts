@@ -60,7 +60,7 @@ test('fbuf + VNC: the guest waits for a client, draws its pattern, and gvnccaptu
     let startedEarly = false;
     let seen = '';
     const runP = runTestguestInTsbhyve({
-      append: 'test=fbuf,hold=15',
+      append: 'test=fbuf,hold=120',
       extraArgs: ['-s', `29,fbuf,tcp=127.0.0.1:${5900 + display},w=800,h=600,wait`, '-s', '30,xhci,tablet'],
       timeoutMs: 90_000,
       onOutput: (out) => {
@@ -80,7 +80,13 @@ test('fbuf + VNC: the guest waits for a client, draws its pattern, and gvnccaptu
     const shot = join(dir, 'screen.png');
     const shotRun = await capture(display, shot);
     t.equal(shotRun.code, 0, `gvnccapture takes the screen ${shotRun.stderr}`);
+    // A key ends the guest's hold: KeyEvent 'a' down, through the 8042.
+    const kc = await TestClient.connect(5900 + display);
+    await kc.handshake();
+    kc.write([4, 1, 0, 0, 0, 0, 0, 0x61]);
     const r = await runP;
+    kc.close();
+    t.match(r.output, /key scancode=0x1e ended the hold/, "the VNC key reached the guest's PS/2 keyboard as set 1 scan code 0x1E");
     startedEarly = /fbuf: waiting for a VNC client/.test(r.stderr) === false;
     t.notOk(startedEarly, 'tsbhyve said it was waiting for a VNC client');
     const out = parseTestguestOutput(r.output);

@@ -6,8 +6,9 @@
  * screen through BAR1 and reads a sample of it back. Pixel (x, y) is XRGB8888
  *   red = (x ^ y) * 5, green = x + 3y, blue = 7x + y   (each & 0xFF)
  * with an 8x8 white square at (16, 16), so a host-side VNC snapshot can be compared pixel for
- * pixel (test/devices/fbuf). The suite then holds the screen for `hold` seconds (default 0)
- * before it ends, so a VNC client can take its picture. It prints the frame's CRC-32 too.
+ * pixel (test/devices/fbuf). The suite then holds the screen for up to `hold` seconds (default 0)
+ * so a VNC client can take its picture, ending early when a key arrives on the PS/2 keyboard
+ * (a VNC KeyEvent through the 8042), whose first scan code it reports. It prints the frame's CRC-32 too.
  */
 #include "suite.h"
 #include "../arch/x86.h"
@@ -50,7 +51,15 @@ static void run(const char *options) {
 	uint32_t crc = 0;
 	for (uint32_t y = 0; y < height; y++) crc = crc32_update(crc, (const void *)(uintptr_t)(fb + y * width), width * 4u);
 	check(1, "frame crc32=0x%08x", crc);
-	if (hold) timer_delay_us(hold * 1000000ULL);
+	if (hold) {
+		uint64_t end = timer_now_ns() + hold * 1000000000ULL;
+		int key = -1;
+		while (key < 0 && timer_now_ns() < end) {
+			if (inb(0x64) & 1) key = inb(0x60);
+			else timer_delay_us(1000);
+		}
+		if (key >= 0) check(1, "key scancode=0x%02x ended the hold", key);
+	}
 }
 
 const struct suite suite_fbuf = { "fbuf", "bhyve framebuffer: mode block, a reference pattern drawn through BAR1", run };
