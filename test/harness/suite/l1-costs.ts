@@ -14,7 +14,7 @@ export const l1Costs: Record<string, number> = {
   'test/firmware/pwrbtn.test.ts': 99,
   'test/devices/virtio-net/tap.test.ts': 50,
   'test/devices/virtio-console/kvm.test.ts': 60,
-  'test/devices/fbuf/kvm.test.ts': 95,
+  'test/devices/fbuf/kvm.test.ts': 130,
   'test/guest/linux-console.test.ts': 120,
   'test/firmware/xhci.test.ts': 40,
   'test/guest/linux-nvme.test.ts': 49,
