@@ -16,14 +16,13 @@ import type { PciDeviceFactory } from '../device.js';
 import { nativeErrorParts } from '../virtio-blk/native.js';
 import { bit, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from '../virtio/constants.js';
 import { VirtioPciTransport, type QueueConfig, type VirtioDevice } from '../virtio/pci-transport.js';
-import { QueueWiring } from '../virtio/queue-wiring.js';
+import { wireQueues, type QueueWiring } from '../virtio/queue-wiring.js';
 import { VTCON_MAXPORTS } from './config.js';
 import {
   CONSOLE_EVENT_INTERRUPT,
   CONSOLE_EVENT_NEEDS_RESET,
   newConsoleDevice,
   type ConsolePortSpec,
-  type ConsoleQueueSpec,
   type ConsoleStats,
   type NativeConsoleDevice,
 } from './native.js';
@@ -156,16 +155,8 @@ export class VirtioConsoleDevice implements VirtioDevice {
       return;
     }
     const multiport = (this.features & bit(VIRTIO_CONSOLE_F_MULTIPORT)) !== 0;
-    let useIsr = false;
-    const specs: Array<ConsoleQueueSpec | null> = new Array<ConsoleQueueSpec | null>(VTCON_MAXQ).fill(null);
-    for (const q of this.activeQueues) {
-      // Without MULTIPORT only port 0's pair exists (§5.3.2).
-      if (q.index >= VTCON_MAXQ || (!multiport && q.index > 1)) continue;
-      const w = (this.wirings[q.index] ??= new QueueWiring(this.dataPath, q.index));
-      const r = w.attach(transport);
-      useIsr ||= r.useIsr;
-      specs[q.index] = { size: q.size, pfn: q.pfn, notifyFd: w.notifyFd, interruptFd: r.interruptFd };
-    }
+    // Without MULTIPORT only port 0's pair exists (§5.3.2).
+    const { specs, useIsr } = wireQueues(this.dataPath, this.wirings, this.activeQueues, transport, VTCON_MAXQ, (i) => multiport || i <= 1);
     try {
       this.native.start(this.dataPath.memoryHandle, {
         queues: specs,

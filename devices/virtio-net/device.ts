@@ -12,7 +12,7 @@ import { readNetOptions, type NetOptions } from '../net/options.js';
 import { nativeErrorParts } from '../virtio-blk/native.js';
 import { bit, VIRTIO_F_NOTIFY_ON_EMPTY, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from '../virtio/constants.js';
 import { VirtioPciTransport, type QueueConfig, type VirtioDevice } from '../virtio/pci-transport.js';
-import { QueueWiring } from '../virtio/queue-wiring.js';
+import { QueueWiring, wireQueues } from '../virtio/queue-wiring.js';
 import {
   nativeNet,
   NET_EVENT_INTERRUPT,
@@ -22,7 +22,6 @@ import {
   TUN_F_TSO6,
   TUN_F_TSO_ECN,
   type NativeNetWorker,
-  type NetQueueSpec,
 } from './native.js';
 
 /** PCI device ID and virtio type of a network card (virtio 1.2 §4.1.2.3, §5.1). */
@@ -251,15 +250,7 @@ export class VirtioNetDevice implements VirtioDevice {
       transport.needsReset();
       return;
     }
-    let useIsr = false;
-    const specs: Array<NetQueueSpec | null> = [null, null, null];
-    for (const q of this.activeQueues) {
-      if (q.index > 2 || (q.index === 2 && !this.has(VIRTIO_NET_F_CTRL_VQ))) continue;
-      const w = (this.wirings[q.index] ??= new QueueWiring(this.dataPath, q.index));
-      const r = w.attach(transport);
-      useIsr ||= r.useIsr;
-      specs[q.index] = { size: q.size, pfn: q.pfn, notifyFd: w.notifyFd, interruptFd: r.interruptFd };
-    }
+    const { specs, useIsr } = wireQueues(this.dataPath, this.wirings, this.activeQueues, transport, 3, (i) => i < 2 || this.has(VIRTIO_NET_F_CTRL_VQ));
     // One worker object per device: its receive filter and counters outlive restarts. Events queued by a
     // stopped run may arrive later; only the current run's count.
     this.worker ??= new (nativeNet().NetWorker)(this.dataPath.memoryHandle, (kind, queue) => {

@@ -6,7 +6,41 @@
 import type { DataPath } from '../../src/platform/machine.js';
 import { EventFd } from '../../src/vm/eventfd.js';
 import { VIRTIO_PCI_QUEUE_NOTIFY } from './constants.js';
-import { VIRTIO_REG_BAR, type VirtioPciTransport } from './pci-transport.js';
+import { VIRTIO_REG_BAR, type QueueConfig, type VirtioPciTransport } from './pci-transport.js';
+
+/** A queue as the native workers take it: its legacy page frame and eventfds. */
+export interface WiredQueue {
+  size: number;
+  pfn: number;
+  notifyFd: number;
+  /** absent: the worker reports interrupts through its callback */
+  interruptFd?: number;
+}
+
+/**
+ * Wires every queue of `queues` that `wanted` accepts (making its QueueWiring in `wirings` on first use) for a
+ * multi-queue worker: the specs indexed by queue number (null for the others, `count` in all) and whether the
+ * worker must set ISR bit 0 itself.
+ */
+export function wireQueues(
+  dataPath: DataPath,
+  wirings: Array<QueueWiring | undefined>,
+  queues: readonly QueueConfig[],
+  transport: VirtioPciTransport,
+  count: number,
+  wanted: (index: number) => boolean,
+): { specs: Array<WiredQueue | null>; useIsr: boolean } {
+  const specs = new Array<WiredQueue | null>(count).fill(null);
+  let useIsr = false;
+  for (const q of queues) {
+    if (q.index >= count || !wanted(q.index)) continue;
+    const w = (wirings[q.index] ??= new QueueWiring(dataPath, q.index));
+    const r = w.attach(transport);
+    useIsr ||= r.useIsr;
+    specs[q.index] = { size: q.size, pfn: q.pfn, notifyFd: w.notifyFd, interruptFd: r.interruptFd };
+  }
+  return { specs, useIsr };
+}
 
 export class QueueWiring {
   private readonly notify = new EventFd();

@@ -1,5 +1,6 @@
 #include "virtio/console_worker.h"
 #include "virtio/eventfd_ops.h"
+#include "virtio/worker_epoll.h"
 
 #include <fcntl.h>
 #include <sys/epoll.h>
@@ -121,31 +122,15 @@ bool ConsoleWorker::Start(std::string* err) {
       return false;
     }
   }
-  stopFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  epollFd_ = epoll_create1(EPOLL_CLOEXEC);
-  if (stopFd_ < 0 || epollFd_ < 0) {
-    *err = std::string("eventfd/epoll: ") + std::strerror(errno);
-    if (stopFd_ >= 0) close(stopFd_);
-    if (epollFd_ >= 0) close(epollFd_);
-    stopFd_ = epollFd_ = -1;
-    return false;
-  }
-  auto add = [this](int fd, uint64_t tag) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = tag;
-    return epoll_ctl(epollFd_, EPOLL_CTL_ADD, fd, &ev) == 0;
-  };
-  bool ok = add(stopFd_, kTagStop);
+  if (!ep_.Open(kTagStop, err)) return false;
+  bool ok = true;
   for (int q = 0; q < kConsoleQueues; q++)
-    if (cfg_.queues[q].present && cfg_.queues[q].notifyFd >= 0) ok = ok && add(cfg_.queues[q].notifyFd, uint64_t(q));
+    if (cfg_.queues[q].present && cfg_.queues[q].notifyFd >= 0) ok = ok && ep_.Add(cfg_.queues[q].notifyFd, uint64_t(q));
   for (size_t p = 0; p < P().ports.size(); p++)
-    if (Active(int(p))) ok = ok && add(P().ports[p].listenFd, kTagListen + p);
+    if (Active(int(p))) ok = ok && ep_.Add(P().ports[p].listenFd, kTagListen + p);
   if (!ok) {
     *err = std::string("epoll_ctl: ") + std::strerror(errno);
-    close(stopFd_);
-    close(epollFd_);
-    stopFd_ = epollFd_ = -1;
+    ep_.Close();
     return false;
   }
   for (PortRun& r : run_) r = PortRun();
@@ -158,11 +143,9 @@ bool ConsoleWorker::Start(std::string* err) {
 void ConsoleWorker::Stop() {
   if (!thread_.joinable()) return;
   stopping_ = true;
-  SignalEventfd(stopFd_);
+  ep_.Wake();
   thread_.join();
-  close(stopFd_);  // closing the epoll fd drops every registration
-  close(epollFd_);
-  stopFd_ = epollFd_ = -1;
+  ep_.Close();
 }
 
 // Without MULTIPORT only port 0 exists for the driver (§5.3.6); the other sockets wait, unaccepted.
@@ -192,7 +175,7 @@ void ConsoleWorker::UpdateWatch(int port) {
   epoll_event ev{};
   ev.events = want;
   ev.data.u64 = kTagConn + uint64_t(port);
-  if (epoll_ctl(epollFd_, EPOLL_CTL_MOD, p.connFd, &ev) != 0 && errno == ENOENT) epoll_ctl(epollFd_, EPOLL_CTL_ADD, p.connFd, &ev);
+  if (epoll_ctl(ep_.epollFd, EPOLL_CTL_MOD, p.connFd, &ev) != 0 && errno == ENOENT) epoll_ctl(ep_.epollFd, EPOLL_CTL_ADD, p.connFd, &ev);
   r.watched = want;
 }
 
@@ -214,7 +197,7 @@ void ConsoleWorker::Accept(int port) {
     epoll_event ev{};
     ev.events = EPOLLRDHUP;
     ev.data.u64 = kTagConn + uint64_t(port);
-    epoll_ctl(epollFd_, EPOLL_CTL_ADD, s, &ev);
+    epoll_ctl(ep_.epollFd, EPOLL_CTL_ADD, s, &ev);
     run_[port].watched = EPOLLRDHUP;
     UpdateWatch(port);
     P().stats.connects.fetch_add(1, std::memory_order_relaxed);
@@ -226,7 +209,7 @@ void ConsoleWorker::Accept(int port) {
 void ConsoleWorker::Disconnect(int port) {
   ConsolePort& p = P().ports[port];
   if (p.connFd < 0) return;
-  epoll_ctl(epollFd_, EPOLL_CTL_DEL, p.connFd, nullptr);
+  epoll_ctl(ep_.epollFd, EPOLL_CTL_DEL, p.connFd, nullptr);
   close(p.connFd);
   p.connFd = -1;
   p.readClosed = false;
@@ -261,7 +244,7 @@ void ConsoleWorker::Run() {
       if (Active(int(p))) UpdateWatch(int(p));
     if (stopping_.load(std::memory_order_relaxed)) return;
     epoll_event evs[16];
-    int n = epoll_wait(epollFd_, evs, 16, -1);
+    int n = epoll_wait(ep_.epollFd, evs, 16, -1);
     if (n < 0 && errno != EINTR) return;
     for (int i = 0; i < n; i++) {
       const uint64_t tag = evs[i].data.u64;

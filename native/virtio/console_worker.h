@@ -21,6 +21,7 @@
 
 #include "guestmem/guest_memory.h"
 #include "virtio/split_queue.h"
+#include "virtio/worker_epoll.h"
 
 namespace tsbhyve {
 namespace virtio {
@@ -159,8 +160,7 @@ class ConsoleWorker {
   bool pushed_[kConsoleQueues] = {};
   PortRun run_[kConsoleMaxPorts];
   std::thread thread_;
-  int stopFd_ = -1;
-  int epollFd_ = -1;
+  WorkerEpoll ep_;
   std::atomic<bool> stopping_{false};
   std::atomic<uint32_t> isr_{0};
   std::atomic<ChainError> queueError_{ChainError::kNone};

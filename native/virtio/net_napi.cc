@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "napi_args.h"
 #include "napi_events.h"
 #include "napi_handles.h"
 #include "net/slirp.h"
@@ -24,40 +25,12 @@ namespace {
 using virtio::NetWorker;
 using virtio::NetWorkerConfig;
 
-void ThrowErrno(Napi::Env env, int err, const std::string& msg) {
-  Napi::Error::New(env, "E" + std::to_string(err) + ": " + msg).ThrowAsJavaScriptException();
-}
-void ThrowType(Napi::Env env, const std::string& msg) { Napi::TypeError::New(env, msg).ThrowAsJavaScriptException(); }
-
-// An optional non-negative integer property (default when absent); false after throwing.
-bool Int(Napi::Object o, const char* key, double def, double max, double* out) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) {
-    *out = def;
-    return true;
-  }
-  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-  if (!(d >= 0 && d <= max) || d != double(uint64_t(d))) {
-    ThrowType(o.Env(), std::string("NetWorker: ") + key + " must be an integer in 0.." + std::to_string(uint64_t(max)));
-    return false;
-  }
-  *out = d;
-  return true;
-}
-bool Fd(Napi::Object o, const char* key, int* out) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) {
-    *out = -1;
-    return true;
-  }
-  if (!v.IsNumber() || v.As<Napi::Number>().Int32Value() < 0) {
-    ThrowType(o.Env(), std::string("NetWorker: ") + key + " must be a file descriptor");
-    return false;
-  }
-  *out = v.As<Napi::Number>().Int32Value();
-  return true;
-}
-bool Flag(Napi::Object o, const char* key) { return o.Get(key).ToBoolean().Value(); }
+using napi_args::ThrowErrno;
+using napi_args::ThrowType;
+constexpr const char* kWho = "NetWorker";
+bool Int(Napi::Object o, const char* key, double def, double max, double* out) { return napi_args::Int(o, kWho, key, def, max, out); }
+bool Fd(Napi::Object o, const char* key, int* out) { return napi_args::Fd(o, kWho, key, out); }
+using napi_args::Flag;
 
 class NetWorkerWrap : public Napi::ObjectWrap<NetWorkerWrap> {
  public:

@@ -1,5 +1,6 @@
 #include "virtio/net_worker.h"
 #include "virtio/eventfd_ops.h"
+#include "virtio/worker_epoll.h"
 
 #include <fcntl.h>
 #include <sys/epoll.h>
@@ -82,29 +83,13 @@ bool NetWorker::Start(std::string* err) {
       return false;
     }
   }
-  stopFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  epollFd_ = epoll_create1(EPOLL_CLOEXEC);
-  if (stopFd_ < 0 || epollFd_ < 0) {
-    *err = std::string("eventfd/epoll: ") + std::strerror(errno);
-    if (stopFd_ >= 0) close(stopFd_);
-    if (epollFd_ >= 0) close(epollFd_);
-    stopFd_ = epollFd_ = -1;
-    return false;
-  }
-  auto add = [this](int fd, uint64_t tag) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = tag;
-    return epoll_ctl(epollFd_, EPOLL_CTL_ADD, fd, &ev) == 0;
-  };
-  bool ok = add(stopFd_, kTagStop);
+  if (!ep_.Open(kTagStop, err)) return false;
+  bool ok = true;
   for (int q = 0; q < 3; q++)
-    if (cfg_.queues[q].present && cfg_.queues[q].notifyFd >= 0) ok = ok && add(cfg_.queues[q].notifyFd, uint64_t(q));
+    if (cfg_.queues[q].present && cfg_.queues[q].notifyFd >= 0) ok = ok && ep_.Add(cfg_.queues[q].notifyFd, uint64_t(q));
   if (!ok) {
     *err = std::string("epoll_ctl: ") + std::strerror(errno);
-    close(stopFd_);
-    close(epollFd_);
-    stopFd_ = epollFd_ = -1;
+    ep_.Close();
     return false;
   }
   rxBuf_.resize(hdrLen_ + kNetMaxFrame);
@@ -120,11 +105,9 @@ bool NetWorker::Start(std::string* err) {
 void NetWorker::Stop() {
   if (!thread_.joinable()) return;
   stopping_ = true;
-  SignalEventfd(stopFd_);
+  ep_.Wake();
   thread_.join();
-  close(stopFd_);
-  close(epollFd_);
-  stopFd_ = epollFd_ = -1;
+  ep_.Close();
 }
 
 void NetWorker::WatchPacketFd(bool on) {
@@ -132,7 +115,7 @@ void NetWorker::WatchPacketFd(bool on) {
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kTagPacket;
-  if (epoll_ctl(epollFd_, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, cfg_.packetFd, &ev) == 0) watching_ = on;
+  if (epoll_ctl(ep_.epollFd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, cfg_.packetFd, &ev) == 0) watching_ = on;
 }
 
 void NetWorker::Run() {
@@ -146,7 +129,7 @@ void NetWorker::Run() {
     WatchPacketFd(cfg_.queues[kNetRxQueue].present && !rxStarved_ && queueError_.load() == ChainError::kNone);
     if (more) continue;
     epoll_event evs[8];
-    int n = epoll_wait(epollFd_, evs, 8, -1);
+    int n = epoll_wait(ep_.epollFd, evs, 8, -1);
     if (n < 0 && errno != EINTR) return;
     for (int i = 0; i < n; i++) {
       const uint64_t tag = evs[i].data.u64;
