@@ -44,10 +44,10 @@ function vmm(b: Parameters<ReturnType<typeof tsbhyve>>[0]): string {
   const inner = tsbhyve(['-s', `29,fbuf,tcp=127.0.0.1:${VNC_PORT},w=800,h=600`, '-s', '30,xhci,tablet'])({ ...b, kernel: '$1', initrd: '$2' });
   const steps = [
     'out=$(mktemp)',
-    `node ${shq(peer)} ${VNC_PORT} 200 > $out 2>&1 & p=$!`,
+    `node ${shq(peer)} ${VNC_PORT} > $out 2>&1 & p=$!`,
     inner,
     'st=$?',
-    'wait $p; cat $out; rm -f $out',
+    'kill $p 2>/dev/null; wait $p; cat $out; rm -f $out',
     'exit $st',
   ];
   return `sh -c ${shq(steps.join('; '))} sh "${b.kernel}" "${b.initrd}"`;
@@ -55,7 +55,7 @@ function vmm(b: Parameters<ReturnType<typeof tsbhyve>>[0]): string {
 
 test('linux-console: efifb on the fbuf through screen_info, seen over VNC, and the xhci tablet as an input device', { skip, timeout: 900_000 }, async (t) => {
   const run = await runLinuxGuests([{ name: 'console', script, cpus: 1, memMiB: 256, disks: [], vmm }], {
-    guestTimeoutSec: 300,
+    guestTimeoutSec: 600,
     image: linuxGenericGuestImage,
     onLine: (l) => process.stdout.write(`# ${l.text}\n`),
   });
