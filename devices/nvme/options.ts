@@ -13,6 +13,8 @@ export const NVME_DEFAULT_QENTRIES = 2048;
 /** CAP.MQES is 16 bits wide: no queue can be larger. */
 export const NVME_QENTRIES_LIMIT = 65536;
 export const NVME_DEFAULT_IOSLOTS = 8;
+/** The most commands tsbhyve keeps in flight per controller (bhyve has no upper bound; its slots are structs). */
+export const NVME_IOSLOTS_LIMIT = 1024;
 /** The serial number field of Identify Controller. */
 export const NVME_SERIAL_BYTES = 20;
 /** The FreeBSD OUI (58-9C-FC) as the top 24 bits of a derived EUI-64. */
@@ -92,6 +94,10 @@ export function readNvmeOptions(
   if (ios !== undefined) {
     ioSlots = atoi(ios);
     if (ioSlots <= 0) throw fail(`Invalid ioslots option ${ioSlots}`);
+    if (ioSlots > NVME_IOSLOTS_LIMIT) {
+      warn(`nvme: ioslots ${ioSlots} is more than tsbhyve keeps in flight; using ${NVME_IOSLOTS_LIMIT}`);
+      ioSlots = NVME_IOSLOTS_LIMIT;
+    }
   }
   let sectorSize: number | undefined;
   const ss = get('sectsz');

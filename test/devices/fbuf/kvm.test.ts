@@ -40,7 +40,8 @@ function capture(display: number, out: string): Promise<{ code: number | null; s
     let stderr = '';
     c.stdout.on('data', (d: Buffer) => (stderr += d.toString()));
     c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => c.kill('SIGKILL'), 30_000);
+    // Generous: on a loaded nested L1 one capture has taken more than 30 s.
+    const timer = setTimeout(() => c.kill('SIGKILL'), 150_000);
     c.on('exit', (code) => {
       clearTimeout(timer);
       resolve({ code, stderr: code === 0 ? '' : stderr.trim() });
@@ -60,9 +61,9 @@ test('fbuf + VNC: the guest waits for a client, draws its pattern, and gvnccaptu
     let startedEarly = false;
     let seen = '';
     const runP = runTestguestInTsbhyve({
-      append: 'test=fbuf,hold=120',
+      append: 'test=fbuf,hold=400',
       extraArgs: ['-s', `29,fbuf,tcp=127.0.0.1:${5900 + display},w=800,h=600,wait`, '-s', '30,xhci,tablet'],
-      timeoutMs: 90_000,
+      timeoutMs: 480_000,
       onOutput: (out) => {
         seen = out;
         if (out.includes('fbuf: waiting for a VNC client')) listening();
@@ -120,14 +121,18 @@ test('fbuf + xhci tablet: a VNC pointer event reaches the guest as an absolute t
   let waiting!: () => void;
   const waitingP = new Promise<void>((res) => (waiting = res));
   const runP = runTestguestInTsbhyve({
-    append: 'test=xhci,pointer=30',
+    append: 'test=xhci,pointer=240',
     extraArgs: ['-s', `29,fbuf,tcp=127.0.0.1:${port},w=800,h=600`, '-s', '30,xhci,tablet'],
-    timeoutMs: 90_000,
+    timeoutMs: 300_000,
     onOutput: (out) => {
       if (out.includes('waiting for a pointer report')) waiting();
     },
   });
-  await Promise.race([waitingP, runP]);
+  const early = await Promise.race([waitingP.then(() => undefined), runP]);
+  if (early) {
+    t.fail(`tsbhyve ended (${early.code}) before the guest waited for a pointer report: ${early.output.trim().split('\n').slice(-3).join(' | ')} ${early.stderr.trim()}`);
+    return;
+  }
   const c = await TestClient.connect(port); // listening long before: the guest got this far
   await c.handshake();
   // PointerEvent (RFC 6143 §7.5.5): type 5, button mask, x, y; the middle of the 800x600 screen, left button down.

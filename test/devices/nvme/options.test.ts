@@ -39,7 +39,8 @@ test('defaults and clamping follow bhyve', async (t) => {
   t.equal(opts('/x,sectsz=4096').sectorSize, 4096, 'sectsz=4096');
   t.equal(opts('/x,sectsz=8192').sectorSize, 8192, 'sectsz=8192');
   t.equal(opts('/x,sectsz=1024', w).sectorSize, undefined, 'sectsz=1024 is ignored (bhyve keeps the disk\'s)');
-  t.equal(w.length, 2, 'both adjustments are reported');
+  t.equal(opts('/x,ioslots=5000', w).ioSlots, 1024, 'ioslots beyond what the worker keeps in flight is capped at 1024');
+  t.equal(w.length, 3, 'every adjustment is reported');
   t.equal(opts('/x,eui64=0x1122334455667788').eui64, 0x1122334455667788n, 'eui64 in hex');
   t.equal(opts('/x,eui64=012').eui64, 10n, 'eui64 is strtoull base 0 (octal)');
   t.equal(opts('/x,dsm=enable').dsm, 'enable', 'dsm=enable');
