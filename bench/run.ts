@@ -9,8 +9,8 @@ import { kvmHostStatus } from '../src/vm/kvm-host.js';
 import { L1Error, runInL1 } from '../test/harness/nested/l1.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
-const guestBenches = ['bench/boot/run.ts', 'bench/exits/run.ts', 'bench/testguest/pio.ts', 'bench/testguest/virtio-blk.ts', 'bench/testguest/nvme.ts', 'bench/testguest/ahci.ts'];
-const hostBenches = ['bench/virtio-blk/run.ts', 'bench/nvme/run.ts', 'bench/ahci/run.ts'];
+const guestBenches = ['bench/boot/run.ts', 'bench/exits/run.ts', 'bench/testguest/pio.ts', 'bench/testguest/virtio-blk.ts', 'bench/testguest/nvme.ts', 'bench/testguest/ahci.ts', 'bench/testguest/virtio-net.ts'];
+const hostBenches = ['bench/virtio-blk/run.ts', 'bench/nvme/run.ts', 'bench/ahci/run.ts', 'bench/fbuf/encode.ts'];
 const which = process.argv[2] ?? 'all';
 
 let failed = 0;
