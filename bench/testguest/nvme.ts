@@ -9,7 +9,8 @@
 // Workloads: randread4k and randwrite4k (QD32), seqread128k (QD4), doorbell (one 4 KiB read at a time) without and
 // with shadow doorbells (dbbuf=1). Completions are polled by the guest, so the figures are the device paths'.
 // Prints medians and the ratios tsbhyve / QEMU (> 1: tsbhyve is faster; target >= 1.2).
-// Usage: node --import tsx bench/testguest/nvme.ts [rounds=3] [ms=1000] [fileMiB=64]
+// Usage: node --import tsx bench/testguest/nvme.ts [rounds=3] [ms=1000] [fileMiB=64] [workload,...]
+// TSBHYVE_BENCH_NVME_IOSLOTS=32,64 adds `nocache,ioslots=N` contenders (compared with QEMU's cache=none too).
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,13 +22,16 @@ const rounds = Number(process.argv[2] ?? 3);
 const ms = Number(process.argv[3] ?? 1000);
 const fileMiB = Number(process.argv[4] ?? 64);
 /** name -> the bench= spec after `device,` */
-const WORKLOADS: Array<{ name: string; nvme: string; vblk: string }> = [
+const ALL_WORKLOADS: Array<{ name: string; nvme: string; vblk: string }> = [
   { name: 'randread4k', nvme: 'randread4k', vblk: 'randread4k' },
   { name: 'randwrite4k', nvme: 'randwrite4k', vblk: 'randwrite4k' },
   { name: 'seqread128k', nvme: 'seqread128k', vblk: 'seqread128k' },
   { name: 'doorbell', nvme: 'doorbell,dbbuf=0', vblk: 'notify' },
   { name: 'doorbell-shadow', nvme: 'doorbell,dbbuf=1', vblk: 'notify' },
 ];
+const only = process.argv[5]?.split(',');
+const WORKLOADS = ALL_WORKLOADS.filter((w) => !only || only.includes(w.name));
+const extraSlots = (process.env.TSBHYVE_BENCH_NVME_IOSLOTS ?? '').split(',').filter(Boolean).map(Number);
 
 const dir = directIoDir('testguest-bench-nvme-');
 const disk = join(dir, 'disk.img');
@@ -45,6 +49,7 @@ const contenders: Array<Contender & { device: 'nvme' | 'virtio-blk' }> = [
   { name: 'qemu', vmm: 'qemu', device: 'nvme', args: qemuNvme('none') },
   { name: 'qemu-writeback', vmm: 'qemu', device: 'nvme', args: qemuNvme('writeback') },
   { name: 'tsbhyve-vblk', vmm: 'tsbhyve', device: 'virtio-blk', args: ['-s', `3,virtio-blk,${disk}`] },
+  ...extraSlots.map((n) => ({ name: `tsbhyve-nocache-ioslots${n}`, vmm: 'tsbhyve' as const, device: 'nvme' as const, args: ['-s', `4,nvme,${disk},nocache,ioslots=${n}`] })),
 ];
 
 type Sample = { iops: number; mbps: number; ns: number; doorbell?: number };
@@ -72,6 +77,7 @@ const PAIRS: Array<[string, string]> = [
   ['tsbhyve', 'qemu-writeback'],
   ['tsbhyve-nocache', 'qemu'],
   ['tsbhyve', 'tsbhyve-vblk'],
+  ...extraSlots.map((n): [string, string] => [`tsbhyve-nocache-ioslots${n}`, 'qemu']),
 ];
 const series: Series[] = [];
 console.log(`\nnvme from the test guest: medians of ${rounds} rounds of ${ms} ms, ${fileMiB} MiB file`);

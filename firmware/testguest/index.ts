@@ -249,7 +249,7 @@ function runOnce(elf: string, opts: QemuRunOptions, accel: QemuAccel): Promise<Q
   };
   connectQmp(0);
 
-  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs ?? 60000);
+  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs ?? 180_000);
   return new Promise((resolve) => {
     child.on('close', (code, signal) => {
       clearTimeout(timer);
@@ -352,7 +352,7 @@ export function runTestguestInTsbhyve(opts: TsbhyveRunOptions): Promise<TsbhyveR
     stderr += chunk.toString('latin1');
     collect(chunk);
   });
-  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs ?? 60000);
+  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs ?? 180_000);
   return new Promise((resolve) => {
     child.on('close', (code, signal) => {
       clearTimeout(timer);
