@@ -8,6 +8,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { kvmHostStatus } from '../../src/vm/kvm-host.js';
 
+/** How long a test guest run may take before it is killed: a bound on a hang, generous for a loaded nested L1. */
+const DEFAULT_RUN_TIMEOUT_MS = 180_000;
+
 /** The firmware/testguest directory, found from this file whether run from source or a build output. */
 export function testguestDir(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -249,7 +252,7 @@ function runOnce(elf: string, opts: QemuRunOptions, accel: QemuAccel): Promise<Q
   };
   connectQmp(0);
 
-  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs ?? 180_000);
+  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs ?? DEFAULT_RUN_TIMEOUT_MS);
   return new Promise((resolve) => {
     child.on('close', (code, signal) => {
       clearTimeout(timer);
@@ -352,7 +355,7 @@ export function runTestguestInTsbhyve(opts: TsbhyveRunOptions): Promise<TsbhyveR
     stderr += chunk.toString('latin1');
     collect(chunk);
   });
-  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs ?? 180_000);
+  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs ?? DEFAULT_RUN_TIMEOUT_MS);
   return new Promise((resolve) => {
     child.on('close', (code, signal) => {
       clearTimeout(timer);
