@@ -17,7 +17,7 @@ export interface IoQueuesConfig {
   maxQueues: number;
   /** interrupt vectors (MSI-X table size) */
   vectors: number;
-  /** commands in flight on io_uring at most (bhyve's ioslots) */
+  /** commands in flight on io_uring at most (the `ioslots` option; default 32) */
   ioSlots?: number;
   /** 'auto' (default): io_uring where the kernel allows it; 'sync': commands run one at a time on the worker */
   engine?: 'auto' | 'sync';

@@ -100,7 +100,7 @@ class IoQueuesWrap : public Napi::ObjectWrap<IoQueuesWrap> {
     auto events = MakeEventReporter(env, info[3].As<Napi::Function>(), "tsbhyve nvme", &tsfn_);
     haveTsfn_ = true;
     auto report = [events](IoEvent ev, uint32_t arg) { events(int(ev), arg); };
-    const double ioSlots = num("ioSlots", 8);
+    const double ioSlots = num("ioSlots", 32);
     if (!(ioSlots >= 1 && ioSlots <= 1024)) { ThrowType(env, "IoQueues: ioSlots must be 1..1024"); return; }
     Napi::Value eng = o.Get("engine");
     const bool uring = !(eng.IsString() && eng.As<Napi::String>().Utf8Value() == "sync");

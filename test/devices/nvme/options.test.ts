@@ -27,8 +27,8 @@ test('defaults and clamping follow bhyve', async (t) => {
   const o = opts('/x/disk.img');
   t.deepEqual(
     { maxq: o.maxQueues, qsz: o.queueEntries, ioslots: o.ioSlots, ser: o.serial, eui: o.eui64, dsm: o.dsm, ss: o.sectorSize, path: o.block?.path },
-    { maxq: 16, qsz: 2048, ioslots: 8, ser: 'NVME-4-0', eui: undefined, dsm: 'auto', ss: undefined, path: '/x/disk.img' },
-    'maxq 16, qsz 2048, ioslots 8, serial NVME-<slot>-<func>, dsm auto, the disk\'s sector size',
+    { maxq: 16, qsz: 2048, ioslots: 32, ser: 'NVME-4-0', eui: undefined, dsm: 'auto', ss: undefined, path: '/x/disk.img' },
+    'maxq 16, qsz 2048, ioslots 32 (bhyve: 8), serial NVME-<slot>-<func>, dsm auto, the disk\'s sector size',
   );
   t.equal(opts('/x,maxq=0').maxQueues, 16, 'maxq=0 is clamped to 16');
   t.equal(opts('/x,maxq=17').maxQueues, 16, 'maxq=17 is clamped to 16');
