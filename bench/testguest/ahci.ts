@@ -9,7 +9,7 @@
 // Prints medians and the ratios tsbhyve / QEMU of the pairs that cache alike (> 1: tsbhyve is faster; target >= 1.0).
 // Usage: node --import tsx bench/testguest/ahci.ts [rounds=3] [ms=1000] [fileMiB=64]
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { directIoDir } from '../../firmware/testguest/disk.js';
 import { report, type Series } from '../report.js';
@@ -24,6 +24,8 @@ const dir = directIoDir('testguest-bench-ahci-');
 const disk = join(dir, 'disk.img');
 const fd = openSync(disk, 'w');
 for (let i = 0; i < fileMiB; i++) writeSync(fd, randomBytes(1 << 20));
+// On disk before the first contender runs: otherwise its O_DIRECT I/O waits behind the file's writeback.
+fsyncSync(fd);
 closeSync(fd);
 
 const qemuAhci = (cache: 'none' | 'writeback'): string[] => [

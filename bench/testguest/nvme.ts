@@ -14,7 +14,7 @@
 // cache=none too);
 // TSBHYVE_BENCH_NVME_CONTENDERS=tsbhyve-nocache,qemu runs only those (the ratios whose pair ran are printed).
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { directIoDir } from '../../firmware/testguest/disk.js';
 import { report, type Series } from '../report.js';
@@ -39,6 +39,8 @@ const dir = directIoDir('testguest-bench-nvme-');
 const disk = join(dir, 'disk.img');
 const fd = openSync(disk, 'w');
 for (let i = 0; i < fileMiB; i++) writeSync(fd, randomBytes(1 << 20));
+// On disk before the first contender runs: otherwise its O_DIRECT I/O waits behind the file's writeback.
+fsyncSync(fd);
 closeSync(fd);
 
 const qemuNvme = (cache: 'none' | 'writeback'): string[] => [

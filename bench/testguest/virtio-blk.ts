@@ -12,7 +12,7 @@
 // bench/fio.ts): the disk's limit, against which both O_DIRECT contenders are printed too.
 // Usage: node --import tsx bench/testguest/virtio-blk.ts [rounds=3] [ms=1000] [fileMiB=64]
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { directIoDir, qemuVirtioBlkArgs } from '../../firmware/testguest/disk.js';
 import { runFio, type FioJob } from '../fio.js';
@@ -28,6 +28,8 @@ const dir = directIoDir('testguest-bench-vblk-');
 const disk = join(dir, 'disk.img');
 const fd = openSync(disk, 'w');
 for (let i = 0; i < fileMiB; i++) writeSync(fd, randomBytes(1 << 20));
+// On disk before the first contender runs: otherwise its O_DIRECT I/O waits behind the file's writeback.
+fsyncSync(fd);
 closeSync(fd);
 
 const contenders: Contender[] = [

@@ -48,7 +48,7 @@ bool BlkWorker::Start(std::string* err) {
       pendFree_.clear();
       for (unsigned i = depth; i-- > 0;) pendFree_.push_back(i);
       engineName_ = "io_uring";
-      pollNs_ = uint64_t(cfg_.pollMicros) * 1000;
+      watch_.Configure(cfg_.pollMicros);
       thread_ = std::thread([this] { RunUring(); });
       return true;
     }
@@ -192,10 +192,7 @@ void BlkWorker::RunUring() {
         }
         DrainEventfd(cfg_.notifyFd);
         stats_.notifications.fetch_add(1, std::memory_order_relaxed);
-        // After a watch that found nothing, watching resumes only after a number of kicks that doubles with
-        // each fruitless watch in a row (16 .. 1024): when the driver's vCPU shares this CPU, watching only
-        // delays it, and this keeps the cost to one watch in many requests.
-        if (pollNs_ == 0 && pollCooldown_ > 0 && --pollCooldown_ == 0) pollNs_ = uint64_t(cfg_.pollMicros) * 1000;
+        watch_.OnKick();
       } else if (tag == kStopTag) {
         stop = true;
       } else {
@@ -246,37 +243,13 @@ void BlkWorker::RunUring() {
     }
     // Nothing in flight: watch the ring a little (a driver waiting for each answer comes straight back),
     // then ask for a kick and look once more, so a request that came meanwhile is not left until the next kick.
-    if (PollAvail()) continue;
+    if (watch_.Watch(queue_, stopping_)) continue;
     if (queue_.EnableNotifyAndCheck()) continue;
     // Pass on the batch and sleep until a completion, a kick or Stop().
     io.Submit(true);
   }
   // Leave kicks enabled for whoever takes the queue next (a restarted worker clears them too).
   if (!broken) queue_.EnableNotifyAndCheck();
-}
-
-bool BlkWorker::PollAvail() {
-  if (pollNs_ == 0) return false;
-  queue_.DisableNotify();
-  const auto start = std::chrono::steady_clock::now();
-  const auto until = start + std::chrono::nanoseconds(pollNs_);
-  unsigned spins = 0;
-  for (;;) {
-    if (queue_.HasAvail()) {
-      pollMisses_ = 0;
-      return true;
-    }
-    if (stopping_.load(std::memory_order_relaxed)) return false;
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-    if ((++spins & 63) == 0 && std::chrono::steady_clock::now() >= until) break;
-  }
-  // Nothing came: the driver is idle or cannot run (its vCPU shares this CPU). Stop watching for a while.
-  pollNs_ = 0;
-  pollCooldown_ = 16u << std::min<unsigned>(pollMisses_, 6);
-  if (pollMisses_ < 6) pollMisses_++;
-  return false;
 }
 
 void BlkWorker::StartAsync(const Chain& chain) {

@@ -17,6 +17,7 @@
 #include "block/block_file.h"
 #include "guestmem/guest_memory.h"
 #include "virtio/blk_request.h"
+#include "virtio/avail_watch.h"
 #include "virtio/split_queue.h"
 
 namespace tsbhyve {
@@ -51,8 +52,7 @@ struct BlkWorkerConfig {
   unsigned ioThreads = 1;
   BlkEngine engine = BlkEngine::kAuto;
   // io_uring engine: how long an idle queue thread keeps watching the avail ring (kicks suppressed) after its
-  // last request before sleeping. After a watch that finds nothing it stops watching for 16 kicks, doubling
-  // with each fruitless watch in a row up to 1024. 0 turns it off.
+  // last request before sleeping (virtio/avail_watch.h). 0 turns it off.
   unsigned pollMicros = 32;
   std::function<void(WorkerEvent)> report;
 };
@@ -98,11 +98,8 @@ class BlkWorker {
   void RunUring();
   void StartAsync(const Chain& chain);
   void FinishAsync(uint64_t tag, block::Errno err);
-  // Idle io_uring worker: watches the avail ring for up to pollNs_ with kicks suppressed before sleeping.
-  bool PollAvail();
-  uint64_t pollNs_ = 0;        // current watch length, 0 while cooling down
-  unsigned pollCooldown_ = 0;  // kicks before watching again
-  unsigned pollMisses_ = 0;    // fruitless watches in a row
+  // Idle io_uring worker: watches the avail ring (kicks suppressed) before sleeping.
+  AvailWatch watch_;
 
   BlkWorkerConfig cfg_;
   SplitQueue queue_;

@@ -185,13 +185,7 @@ class BackendWrap : public Napi::ObjectWrap<BackendWrap> {
 
 // The io_uring worker's idle watch (BlkWorkerConfig::pollMicros): 32 us unless TSBHYVE_BLK_POLL_US says
 // otherwise (a tuning knob for hosts without a spare CPU; 0 turns the watch off).
-uint64_t DefaultPollMicros() {
-  const char* v = std::getenv("TSBHYVE_BLK_POLL_US");
-  if (v == nullptr || *v == '\0') return 32;
-  char* end = nullptr;
-  unsigned long n = std::strtoul(v, &end, 10);
-  return (end != nullptr && *end == '\0' && n <= 1000) ? n : 32;
-}
+uint64_t DefaultPollMicros() { return virtio::WatchMicrosFromEnv("TSBHYVE_BLK_POLL_US"); }
 
 class BlkWorkerWrap : public Napi::ObjectWrap<BlkWorkerWrap> {
  public:
