@@ -52,10 +52,15 @@ async function main(): Promise<void> {
     '-netdev', `tap,id=n0,ifname=${TAP},script=no,downscript=no,vhost=${vhost ? 'on' : 'off'}`,
     '-device', 'virtio-net-pci,netdev=n0,disable-modern=on,disable-legacy=off,mac=02:00:00:00:00:02',
   ];
-  const contenders: Contender[] = [
+  // `guest`: extra bench options for that contender's guest.
+  const contenders: Array<Contender & { guest?: string }> = [
     { name: 'tsbhyve', vmm: 'tsbhyve', args: ['-s', `3,virtio-net,${TAP},mac=02:00:00:00:00:01`] },
     { name: 'qemu', vmm: 'qemu', args: qemuNet(false) },
   ];
+  // TSBHYVE_BENCH_NET_INFLIGHT=256: also tsbhyve with the guest keeping at most that many frames in flight (QEMU's
+  // ring holds 256, tsbhyve's 1024, as bhyve's), to compare the two devices at the same depth.
+  const inflight = Number(process.env.TSBHYVE_BENCH_NET_INFLIGHT ?? 0);
+  if (inflight > 0) contenders.push({ name: `tsbhyve-inflight${inflight}`, vmm: 'tsbhyve', args: contenders[0]!.args, guest: `,inflight=${inflight}` });
   if (existsSync('/dev/vhost-net')) contenders.push({ name: 'qemu-vhost', vmm: 'qemu', args: qemuNet(true) });
 
   type Sample = { pps: number; mbps: number; guestPps: number };
@@ -65,7 +70,7 @@ async function main(): Promise<void> {
       const order = round % 2 ? [...contenders].reverse() : contenders;
       for (const c of order) {
         const before = tapCounters();
-        const b = await benchOnce(c, `bench=virtio-net,tx,size=${size},ms=${ms}`);
+        const b = await benchOnce(c, `bench=virtio-net,tx,size=${size},ms=${ms}${c.guest ?? ''}`);
         const after = tapCounters();
         const ns = b.numbers.total_ns!;
         const packets = after.packets - before.packets;

@@ -90,7 +90,6 @@ class NetWorkerWrap : public Napi::ObjectWrap<NetWorkerWrap> {
     cfg.eventIdx = Flag(o, "eventIdx");
     cfg.indirect = Flag(o, "indirect");
     cfg.useIsr = Flag(o, "useIsr");
-    cfg.txPollMicros = virtio::WatchMicrosFromEnv("TSBHYVE_NET_POLL_US");
     cfg.report = MakeEventReporter(env, callback_.Value(), "tsbhyve virtio-net", &tsfn_);
     haveTsfn_ = true;
     worker_ = std::make_unique<NetWorker>(std::move(cfg), filter_, &stats_);

@@ -98,7 +98,6 @@ bool NetWorker::Start(std::string* err) {
   rxStarved_ = false;
   watching_ = false;
   stopping_ = false;
-  txWatch_.Configure(cfg_.txPollMicros);
   thread_ = std::thread([this] { Run(); });
   return true;
 }
@@ -138,7 +137,6 @@ void NetWorker::Run() {
       if (tag < 3) {
         DrainEventfd(cfg_.queues[tag].notifyFd);
         if (tag == kNetRxQueue) rxStarved_ = false;
-        if (tag == kNetTxQueue) txWatch_.OnKick();
       }
     }
   }
@@ -161,12 +159,6 @@ bool NetWorker::ServiceTx() {
       if (q.error() != ChainError::kNone) {
         Broken(kNetTxQueue, q.error());
         return false;
-      }
-      // A driver refilling its ring as frames complete comes back within microseconds: watch for it (only
-      // after frames moved, so a wake for the other queues costs nothing) before asking for a kick.
-      if (handled > 0) {
-        if (q.NeedInterrupt()) Interrupt(kNetTxQueue);  // what completed so far is not held up by the watch
-        if (txWatch_.Watch(q, stopping_)) continue;
       }
       if (q.EnableNotifyAndCheck()) continue;
       break;

@@ -19,7 +19,6 @@
 #include <vector>
 
 #include "guestmem/guest_memory.h"
-#include "virtio/avail_watch.h"
 #include "virtio/split_queue.h"
 #include "virtio/worker_epoll.h"
 
@@ -51,9 +50,6 @@ struct NetWorkerConfig {
   bool useIsr = false;     // set ISR bit 0 before each interrupt (INTx and MSI, §4.1.4.5)
   bool mergeable = false;  // VIRTIO_NET_F_MRG_RXBUF: 12-byte header, a frame may span several chains
   bool ctrlRx = false;     // VIRTIO_NET_F_CTRL_RX was negotiated: the filter commands apply
-  // How long the worker keeps watching the transmit ring (kicks suppressed) after it ran dry, before it asks
-  // for a kick (virtio/avail_watch.h); 0 turns it off.
-  unsigned txPollMicros = 32;
   // Events the worker reports to its owner (kind, queue), on the worker thread.
   std::function<void(int, uint32_t)> report;
 };
@@ -140,7 +136,6 @@ class NetWorker {
   bool rxStarved_ = false;  // waiting for the driver to add receive buffers
   bool watching_ = false;   // the packet fd is in the epoll set
   std::vector<iovec> iov_;
-  AvailWatch txWatch_;
 };
 
 }  // namespace virtio

@@ -1,13 +1,15 @@
 /*
- * bench=virtio-net,tx[,size=N][,ms=1000]: the first virtio-net card transmits UDP/IPv4 frames
+ * bench=virtio-net,tx[,size=N][,ms=1000][,inflight=N]: the first virtio-net card transmits UDP/IPv4 frames
  * of N bytes on the wire (60..1514, default 64: minimum-size frames for packets per second;
  * 1514 for bytes per second) as fast as the ring lets it for `ms` milliseconds. Frames go to
  * the broadcast MAC from 10.79.1.2:1024 to 10.79.1.1:9 (discard), so the host side needs no
  * ARP: the receiver counts them at its interface. The ring is kept full: every used
  * descriptor is refilled at once and the doorbell rung once per batch (only when the device
- * has not asked for quiet), completions polled with interrupts suppressed.
+ * has not asked for quiet), completions polled with interrupts suppressed. inflight= caps the frames
+ * handed to the device and not yet returned (default: the ring size), to compare devices whose
+ * rings differ in size at the same depth.
  * Prints: TESTGUEST-BENCH device=virtio-net workload=tx size=N frames=N total_ns=N pps=N
- *         mbps=X.YY queue_size=N kicks=N
+ *         mbps=X.YY queue_size=N inflight=N kicks=N
  */
 #include "bench.h"
 #include "../arch/x86.h"
@@ -54,6 +56,7 @@ static int run(const char *workload, const char *options) {
 	uint64_t ms = optlist_get_u64(options, "ms", 1000);
 	if (size < 60) size = 60;
 	if (size > 1514) size = 1514;
+	uint64_t inflight = optlist_get_u64(options, "inflight", 0);
 	struct pci_function *f = driver_device("virtio-net", 0);
 	if (!f) {
 		print("TESTGUEST-BENCH device=virtio-net workload=tx error=no-device\n");
@@ -61,6 +64,7 @@ static int run(const char *workload, const char *options) {
 	}
 	struct virtio_net *n = f->driver_state;
 	struct virtq *q = &n->tx;
+	if (inflight == 0 || inflight > q->size) inflight = q->size;
 	/* Interrupts would only cost this guest time: completions are polled. */
 	q->avail[0] = VIRTQ_AVAIL_F_NO_INTERRUPT;
 	for (uint16_t d = 0; d < q->size; d++) {
@@ -88,7 +92,7 @@ static int run(const char *workload, const char *options) {
 		}
 		int batch = 0;
 		/* Refill every free descriptor (descriptor d always holds buffer d). */
-		while ((uint16_t)(q->next_avail - q->last_used) < q->size) {
+		while ((uint16_t)(q->next_avail - q->last_used) < q->size && posted - frames < inflight) {
 			virtq_publish(q, (uint16_t)(q->next_avail % q->size));
 			posted++;
 			batch++;
@@ -104,8 +108,8 @@ static int run(const char *workload, const char *options) {
 	uint64_t ns = tsc_to_ns(rdtsc() - t0);
 	uint64_t pps = ns ? frames * 1000000000ULL / ns : 0;
 	uint64_t mbps_100 = ns ? frames * size * 8ULL * 100ULL * 1000ULL / ns : 0;	/* Mbit/s x 100 */
-	print("TESTGUEST-BENCH device=virtio-net workload=tx size=%u frames=%lu total_ns=%lu pps=%lu mbps=%lu.%02lu queue_size=%u kicks=%lu\n",
-	      size, frames, ns, pps, mbps_100 / 100, mbps_100 % 100, q->size, kicks);
+	print("TESTGUEST-BENCH device=virtio-net workload=tx size=%u frames=%lu total_ns=%lu pps=%lu mbps=%lu.%02lu queue_size=%u inflight=%lu kicks=%lu\n",
+	      size, frames, ns, pps, mbps_100 / 100, mbps_100 % 100, q->size, inflight, kicks);
 	return 0;
 }
 
