@@ -8,12 +8,11 @@
 // the command round trip). Completions are polled by the guest (PxSACT / PxCI reads, an exit each on both VMMs).
 // Prints medians and the ratios tsbhyve / QEMU of the pairs that cache alike (> 1: tsbhyve is faster; target >= 1.0).
 // Usage: node --import tsx bench/testguest/ahci.ts [rounds=3] [ms=1000] [fileMiB=64]
-import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { directIoDir } from '../../firmware/testguest/disk.js';
 import { report, type Series } from '../report.js';
-import { benchOnce, median, ratio, type Contender } from './common.js';
+import { benchOnce, median, ratio, writeRandomDisk, type Contender } from './common.js';
 
 const rounds = Number(process.argv[2] ?? 3);
 const ms = Number(process.argv[3] ?? 1000);
@@ -22,11 +21,7 @@ const WORKLOADS = ['randread4k', 'randwrite4k', 'seqread128k', 'qd1read4k'];
 
 const dir = directIoDir('testguest-bench-ahci-');
 const disk = join(dir, 'disk.img');
-const fd = openSync(disk, 'w');
-for (let i = 0; i < fileMiB; i++) writeSync(fd, randomBytes(1 << 20));
-// On disk before the first contender runs: otherwise its O_DIRECT I/O waits behind the file's writeback.
-fsyncSync(fd);
-closeSync(fd);
+writeRandomDisk(disk, fileMiB);
 
 const qemuAhci = (cache: 'none' | 'writeback'): string[] => [
   '-drive', `file=${disk},if=none,id=d0,format=raw,${cache === 'none' ? 'cache=none,aio=native' : 'cache=writeback,aio=threads'}`,

@@ -1,5 +1,7 @@
 // Shared by the test-guest benchmarks: run one bench= line under tsbhyve or QEMU+KVM (q35, qboot) and take the
-// TESTGUEST-BENCH line it prints; medians; ratios.
+// TESTGUEST-BENCH line it prints; medians; ratios; the disk file of random bytes.
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { parseBench, runTestguestInQemu, runTestguestInTsbhyve, type BenchResult } from '../../firmware/testguest/index.js';
 
 export interface Contender {
@@ -37,4 +39,18 @@ export function median(xs: number[]): number {
 
 export function ratio(a: number, b: number): string {
   return b > 0 ? (a / b).toFixed(2) : '-';
+}
+
+/**
+ * Writes `mib` MiB of random bytes to `path` (reads cannot be served from zero pages) and syncs it, so the first
+ * contender's O_DIRECT I/O does not wait behind the new file's writeback.
+ */
+export function writeRandomDisk(path: string, mib: number): void {
+  const fd = openSync(path, 'w');
+  try {
+    for (let i = 0; i < mib; i++) writeSync(fd, randomBytes(1 << 20));
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -13,12 +13,11 @@
 // TSBHYVE_BENCH_NVME_IOSLOTS=8,64 adds `nocache,ioslots=N` contenders (8 is bhyve's default; compared with QEMU's
 // cache=none too);
 // TSBHYVE_BENCH_NVME_CONTENDERS=tsbhyve-nocache,qemu runs only those (the ratios whose pair ran are printed).
-import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { directIoDir } from '../../firmware/testguest/disk.js';
 import { report, type Series } from '../report.js';
-import { benchOnce, median, ratio, type Contender } from './common.js';
+import { benchOnce, median, ratio, writeRandomDisk, type Contender } from './common.js';
 
 const rounds = Number(process.argv[2] ?? 3);
 const ms = Number(process.argv[3] ?? 1000);
@@ -37,11 +36,7 @@ const extraSlots = (process.env.TSBHYVE_BENCH_NVME_IOSLOTS ?? '').split(',').fil
 
 const dir = directIoDir('testguest-bench-nvme-');
 const disk = join(dir, 'disk.img');
-const fd = openSync(disk, 'w');
-for (let i = 0; i < fileMiB; i++) writeSync(fd, randomBytes(1 << 20));
-// On disk before the first contender runs: otherwise its O_DIRECT I/O waits behind the file's writeback.
-fsyncSync(fd);
-closeSync(fd);
+writeRandomDisk(disk, fileMiB);
 
 const qemuNvme = (cache: 'none' | 'writeback'): string[] => [
   '-drive', `file=${disk},if=none,id=n0,format=raw,${cache === 'none' ? 'cache=none,aio=native' : 'cache=writeback,aio=threads'},discard=unmap`,

@@ -11,13 +11,12 @@
 // the same file with the same pattern (O_DIRECT, io_uring, huge-page buffers where hugetlbfs has room; see
 // bench/fio.ts): the disk's limit, against which both O_DIRECT contenders are printed too.
 // Usage: node --import tsx bench/testguest/virtio-blk.ts [rounds=3] [ms=1000] [fileMiB=64]
-import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { directIoDir, qemuVirtioBlkArgs } from '../../firmware/testguest/disk.js';
 import { runFio, type FioJob } from '../fio.js';
 import { report, type Series } from '../report.js';
-import { benchOnce, median, ratio, type Contender } from './common.js';
+import { benchOnce, median, ratio, writeRandomDisk, type Contender } from './common.js';
 
 const rounds = Number(process.argv[2] ?? 3);
 const ms = Number(process.argv[3] ?? 1000);
@@ -26,11 +25,7 @@ const WORKLOADS = ['randread4k', 'randwrite4k', 'seqread128k', 'notify'];
 
 const dir = directIoDir('testguest-bench-vblk-');
 const disk = join(dir, 'disk.img');
-const fd = openSync(disk, 'w');
-for (let i = 0; i < fileMiB; i++) writeSync(fd, randomBytes(1 << 20));
-// On disk before the first contender runs: otherwise its O_DIRECT I/O waits behind the file's writeback.
-fsyncSync(fd);
-closeSync(fd);
+writeRandomDisk(disk, fileMiB);
 
 const contenders: Contender[] = [
   { name: 'tsbhyve', vmm: 'tsbhyve', args: ['-s', `3,virtio-blk,${disk}`] },
