@@ -1,7 +1,8 @@
 // Shared by the test-guest benchmarks: run one bench= line under tsbhyve or QEMU+KVM (q35, qboot) and take the
 // TESTGUEST-BENCH line it prints; medians; ratios; the disk file of random bytes.
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseBench, runTestguestInQemu, runTestguestInTsbhyve, type BenchResult } from '../../firmware/testguest/index.js';
 
 export interface Contender {
@@ -13,7 +14,8 @@ export interface Contender {
 
 /**
  * Boots the guest with `append` under the contender; returns its first TESTGUEST-BENCH line. A run without one is
- * tried once more (the shared tree's build can be mid-rebuild), then reported with what the VMM said.
+ * tried once more (the shared tree's build can be mid-rebuild), then reported with what the VMM said; the whole
+ * console and stderr of each such run are kept in bench/results/failed-runs/ (the tail alone rarely says why).
  */
 export async function benchOnce(c: Contender, append: string, timeoutMs = 120000): Promise<BenchResult> {
   let said = '';
@@ -25,10 +27,21 @@ export async function benchOnce(c: Contender, append: string, timeoutMs = 120000
     const text = 'stdout' in r ? r.stdout : r.output;
     const [b] = parseBench(text);
     if (b && !b.values.error) return b;
-    said = `exit ${r.code}: ${(r.output + ('stderr' in r ? r.stderr : '')).slice(-600)}`;
-    process.stderr.write(`${c.name}: no result for ${append} (attempt ${attempt + 1}): ${said}\n`);
+    const whole = r.output + ('stderr' in r ? r.stderr : '');
+    said = `exit ${r.code}: ${whole.slice(-600)}`;
+    const kept = keepFailedRun(c, append, whole);
+    process.stderr.write(`${c.name}: no result for ${append} (attempt ${attempt + 1}, all of it in ${kept}): ${said}\n`);
   }
   throw new Error(`${c.name}: no result for ${append}: ${said}`);
+}
+
+const failedRunsDir = fileURLToPath(new URL('../results/failed-runs/', import.meta.url));
+
+function keepFailedRun(c: Contender, append: string, text: string): string {
+  mkdirSync(failedRunsDir, { recursive: true });
+  const path = `${failedRunsDir}${new Date().toISOString().replace(/[:.]/g, '-')}-${c.name}.log`;
+  writeFileSync(path, `${c.vmm} ${c.args.join(' ')}\nappend: ${append}\n\n${text}`);
+  return path;
 }
 
 export function median(xs: number[]): number {

@@ -812,6 +812,7 @@ export class NvmeController implements PciDeviceModel {
   private routeVectors(): void {
     const io = this.io;
     if (!io) return;
+    io.setIntxLevel(!this.fn.msixEnabled() && !this.fn.msiEnabled());
     const kvm = this.dataPath?.kvm;
     for (let v = 0; v < this.vectors; v++) {
       const entry = this.fn.msixEnabled() ? this.fn.msixEntry(v) : undefined;

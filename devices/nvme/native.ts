@@ -54,6 +54,8 @@ export interface NativeIoQueues {
   setDoorbellBuffer(shadow: bigint, eventIdx: bigint): NvmeStatus;
   /** Vector `v` signals this eventfd (irqfd), or -1: reported as IO_EVENT_INTERRUPT. */
   setVectorFd(v: number, fd: number): void;
+  /** INTx mode: the worker reports IO_EVENT_CQ_DRAINED when a CQ head doorbell consumes its last entry. */
+  setIntxLevel(on: boolean): void;
   /** An I/O queue doorbell write at BAR0 offset `offset`. */
   doorbell(offset: number, value: number): void;
   anyPending(): boolean;

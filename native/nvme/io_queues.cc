@@ -250,7 +250,8 @@ void IoQueues::Doorbell(uint64_t offset, uint32_t value) {
   if (isCq) {
     Cq& cq = *cqs_[qid];
     cq.head.store(value, std::memory_order_release);
-    if (value == cq.tail.load(std::memory_order_acquire) && report_) report_(IoEvent::kCqDrained, uint32_t(qid));
+    if (cq.ien && intxLevel_.load(std::memory_order_relaxed) && value == cq.tail.load(std::memory_order_acquire) && report_)
+      report_(IoEvent::kCqDrained, uint32_t(qid));
   } else {
     sqs_[qid]->tail.store(value, std::memory_order_release);
   }

@@ -40,7 +40,7 @@ struct Namespace {
 enum class IoEvent : int {
   kInterrupt = 1,      // arg: vector, when that vector has no eventfd
   kDoorbellError = 2,  // arg: (kind << 16) | qid; kind 0 = no such queue, 1 = value out of range (an AER's info)
-  kCqDrained = 3,      // arg: qid; a CQ head reached its tail (the owner re-evaluates INTx)
+  kCqDrained = 3,      // arg: qid; a CQ head reached its tail (the owner re-evaluates INTx; only in INTx mode)
 };
 
 struct IoQueuesStats {
@@ -89,6 +89,9 @@ class IoQueues {
   Status SetDoorbellBuffer(uint64_t shadow, uint64_t eventIdx);
   // Where vector `v` goes: an eventfd to signal, or -1 to report kInterrupt.
   void SetVectorFd(uint32_t v, int fd);
+  // Whether interrupts are INTx, a level the owner recomputes when a CQ drains (kCqDrained). With MSI or MSI-X
+  // nothing depends on a drain, and reporting one per CQ head doorbell cost a JavaScript wake per command.
+  void SetIntxLevel(bool on) { intxLevel_.store(on, std::memory_order_relaxed); }
   // A doorbell write at BAR0 offset `offset` (0x1000 + 8*qid for the SQ tail, +4 for the CQ head), for I/O
   // queues only (qid >= 1).
   void Doorbell(uint64_t offset, uint32_t value);
@@ -153,6 +156,7 @@ class IoQueues {
   std::vector<uint8_t> vectorDue_;
   std::atomic<uint32_t> pageSize_{4096};
   std::atomic<bool> writeCache_{true};
+  std::atomic<bool> intxLevel_{true};
   // Shadow doorbells (guest RAM, checked when configured): entry 2*qid is the SQ tail, 2*qid+1 the CQ head.
   std::atomic<uint32_t*> shadow_{nullptr};
   std::atomic<uint32_t*> eventIdx_{nullptr};

@@ -60,6 +60,7 @@ class IoQueuesWrap : public Napi::ObjectWrap<IoQueuesWrap> {
       InstanceMethod("setPageSize", &IoQueuesWrap::SetPageSize),
       InstanceMethod("setDoorbellBuffer", &IoQueuesWrap::SetDoorbellBuffer),
       InstanceMethod("setVectorFd", &IoQueuesWrap::SetVectorFd),
+      InstanceMethod("setIntxLevel", &IoQueuesWrap::SetIntxLevel),
       InstanceMethod("doorbell", &IoQueuesWrap::Doorbell),
       InstanceMethod("anyPending", &IoQueuesWrap::AnyPending),
       InstanceMethod("dmaRead", &IoQueuesWrap::DmaRead),
@@ -199,6 +200,11 @@ class IoQueuesWrap : public Napi::ObjectWrap<IoQueuesWrap> {
     if (!Live(info.Env()) || !Arg(info, 0, IoQueues::kMaxVectors, &v)) return {};
     int fd = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : -1;
     q_->SetVectorFd(v, fd);
+    return info.Env().Undefined();
+  }
+  Napi::Value SetIntxLevel(const Napi::CallbackInfo& info) {
+    if (!Live(info.Env())) return {};
+    q_->SetIntxLevel(info.Length() > 0 && info[0].ToBoolean().Value());
     return info.Env().Undefined();
   }
   Napi::Value Doorbell(const Napi::CallbackInfo& info) {

@@ -106,6 +106,21 @@ void kernel_main(void) {
 	enter_user(user_main, user_stack + sizeof user_stack);
 }
 
+extern uint64_t gdt[8];	/* boot.S: six descriptors and the 16-byte TSS descriptor */
+extern uint64_t pml4[6 * 512];	/* boot.S: PML4, PDPT and four page directories, contiguous */
+
+static uint64_t sum_words(const void *p, uint64_t bytes) {
+	const uint64_t *w = p;
+	uint64_t s = 0;
+	for (uint64_t i = 0; i < bytes / 8; i++) s = (s << 1 | s >> 63) ^ w[i];
+	return s;
+}
+
+uint64_t cpu_tables_sum(void) {
+	return sum_words(idt, sizeof idt) ^ sum_words(gdt, sizeof gdt) * 3 ^ sum_words(&tss, sizeof tss - sizeof tss.iomap) * 5 ^
+	       sum_words(pml4, sizeof pml4) * 7;
+}
+
 static const char *exception_name(uint64_t v) {
 	static const char *names[32] = {
 		"#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",

@@ -21,6 +21,13 @@ extern volatile uint32_t interrupt_count[256];
  */
 extern volatile uint8_t interrupt_mask_pin[256];
 
+/*
+ * A checksum of what delivering any exception needs (IDT, GDT, TSS, page tables). Ring 3 can write all of them
+ * (every page is user-writable), and so can a device's DMA: a load compares it now and then, so such corruption
+ * is reported instead of ending in a triple fault that says nothing.
+ */
+uint64_t cpu_tables_sum(void);
+
 /* Set up GDT TSS, IDT and enter ring 3 at user_main. Called once from boot.S. */
 void kernel_main(void);
 #endif

@@ -8,10 +8,13 @@
  *                the cost of a bare SQ tail doorbell write that adds nothing
  * dbbuf=1 turns on shadow doorbells (Doorbell Buffer Config) first. Completions are polled with
  * CQ interrupts off unless irq=msix. The in-flight commands are spread over `queues` I/O queues.
+ * A completion naming no command in flight, or a change to the CPU's tables (arch/trap.h cpu_tables_sum, checked
+ * every 100 ms), counts as an error and is reported on its own line.
  * Prints: TESTGUEST-BENCH device=nvme workload=W qd=N ops=N total_ns=N iops=N mbps=X.YY
  *         ns_per_op=N errors=N completion=poll|msix queues=N shadow=0|1 [doorbell_ns=N]
  */
 #include "bench.h"
+#include "../arch/trap.h"
 #include "../arch/x86.h"
 #include "../drivers/nvme.h"
 #include "../lib/cmdline.h"
@@ -55,11 +58,14 @@ static uint64_t load(struct nvme *c, uint8_t op, uint32_t bytes, int sequential,
 	uint64_t lbas_per_op = bytes / c->lba_bytes, blocks = c->nsze / lbas_per_op;
 	uint64_t rng = 0x9E3779B97F4A7C15ULL, seq = 0, ops = 0;
 	int inflight = 0, stop = 0;
+	uint32_t busy = 0;	/* bit i: command i of the run is in flight */
 	*errors = 0;
-	uint64_t t0 = rdtsc(), limit = ms * (tsc_hz / 1000), last_progress = t0;
+	const uint64_t tables = cpu_tables_sum();
+	uint64_t t0 = rdtsc(), limit = ms * (tsc_hz / 1000), last_progress = t0, last_check = t0;
 	for (int i = 0; i < qd; i++) {
 		uint64_t blk = sequential ? seq++ % blocks : xorshift(&rng) % blocks;
 		submit(c, i, op, blk * lbas_per_op, bytes);
+		busy |= 1u << i;
 		inflight++;
 	}
 	for (int q = 1; q <= c->nio; q++) nvme_ring(c, q);
@@ -69,12 +75,23 @@ static uint64_t load(struct nvme *c, uint8_t op, uint32_t bytes, int sequential,
 			int st, slot, rung = 0;
 			while ((slot = nvme_reap(c, q, &st)) >= 0) {
 				got++;
+				/* A completion must name a command in flight on this queue: anything else is the
+				 * device's error, reported and never used as an index. */
+				int i = slot * c->nio + (q - 1);
+				if (slot >= NVME_SLOTS || i >= qd || !(busy & (1u << i))) {
+					print("TESTGUEST nvme INFO bench: queue %d completed command id %d, not in flight (status 0x%x)\n", q,
+					      slot, st);
+					(*errors)++;
+					continue;
+				}
+				busy &= ~(1u << i);
 				ops++;
 				inflight--;
 				if (st) (*errors)++;
 				if (!stop) {
 					uint64_t blk = sequential ? seq++ % blocks : xorshift(&rng) % blocks;
-					submit(c, slot * c->nio + (q - 1), op, blk * lbas_per_op, bytes);
+					submit(c, i, op, blk * lbas_per_op, bytes);
+					busy |= 1u << i;
 					inflight++;
 					rung = 1;
 				}
@@ -83,6 +100,14 @@ static uint64_t load(struct nvme *c, uint8_t op, uint32_t bytes, int sequential,
 			if (rung) nvme_ring(c, q);
 		}
 		uint64_t now = rdtsc();
+		if (now - last_check > tsc_hz / 10) {
+			last_check = now;
+			if (cpu_tables_sum() != tables) {
+				print("TESTGUEST nvme INFO bench: the IDT, GDT, TSS or page tables changed during the load\n");
+				(*errors)++;
+				break;
+			}
+		}
 		if (got) last_progress = now;
 		else if (now - last_progress > 10 * tsc_hz) {
 			(*errors)++;
