@@ -5,7 +5,7 @@ import { readFileSync, statSync } from 'node:fs';
 import test from 'tape';
 import { RecordedKvm } from '../../harness/virtio-driver.js';
 import { nvmeMachine } from '../../harness/nvme-driver.js';
-import { OP_COMPARE, OP_DSM, OP_FLUSH, OP_WRITE, OP_WRITE_ZEROES, pattern, readBlocks, rig, rw, writeBlocks } from './helpers.js';
+import { OP_COMPARE, OP_DSM, OP_READ, OP_FLUSH, OP_WRITE, OP_WRITE_ZEROES, pattern, readBlocks, rig, rw, writeBlocks } from './helpers.js';
 
 const fileBytes = (path: string, off: number, len: number): Buffer => readFileSync(path).subarray(off, off + len);
 const patterned = (off: number, len: number): Buffer => Buffer.from(Array.from({ length: len }, (_, i) => pattern(off + i)));
@@ -109,6 +109,28 @@ test('dsm=disable: DSM is not advertised and is an invalid opcode; nodelete keep
     t.equal(c.readUInt16LE(520) & (1 << 2), 0, 'dsm=auto with nodelete: not advertised');
   } finally {
     k.close();
+  }
+});
+
+test('INTx: the pin is high while an I/O CQ holds an entry and drops when its head doorbell drains it', async (t) => {
+  const r = rig({ size: 1 << 20, msix: false });
+  try {
+    const pin = r.drv.fn.ioapicPin;
+    const irq = r.m.irq;
+    t.ok(pin > 0, `INTx wired to IOAPIC pin ${pin}`);
+    t.notOk(irq.pinHigh(pin), 'low with nothing posted');
+    const buf = r.drv.buffer(512);
+    r.drv.queue(1, { opcode: OP_READ, nsid: 1, prp1: buf.prp1, prp2: buf.prp2, cdw: rw(3, 1) });
+    r.drv.ring(1);
+    await irq.waitFor(() => irq.pinHigh(pin), 10_000, 'INTx asserted');
+    const c = r.drv.poll(1, false);
+    t.equal(c?.status, 0, 'the read completed');
+    t.ok(irq.pinHigh(pin), 'still high after the entry is read but before the head doorbell');
+    r.drv.setReg(0x1000 + 8 * 1 + 4, 1);
+    await irq.waitFor(() => !irq.pinHigh(pin), 10_000, 'INTx deasserted');
+    t.pass('the CQ head doorbell that drained the queue lowered the pin');
+  } finally {
+    r.close();
   }
 });
 
