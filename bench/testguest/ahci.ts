@@ -12,7 +12,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { directIoDir } from '../../firmware/testguest/disk.js';
 import { report, type Series } from '../report.js';
-import { benchOnce, median, ratio, writeRandomDisk, type Contender } from './common.js';
+import { benchOnce, median, ratio, settleDisk, writeRandomDisk, type Contender } from './common.js';
 
 const rounds = Number(process.argv[2] ?? 3);
 const ms = Number(process.argv[3] ?? 1000);
@@ -41,6 +41,7 @@ try {
     for (const w of WORKLOADS) {
       const order = round % 2 ? [...contenders].reverse() : contenders;
       for (const c of order) {
+        settleDisk(disk);
         const b = await benchOnce(c, `bench=ahci,${w},ms=${ms}`);
         const key = `${w}/${c.name}`;
         if (!samples.has(key)) samples.set(key, []);

@@ -67,3 +67,16 @@ export function writeRandomDisk(path: string, mib: number): void {
     closeSync(fd);
   }
 }
+
+/**
+ * Writes back what the previous contender left dirty in `path`'s page cache, so the next one (an O_DIRECT writer
+ * above all, which waits for writeback of the pages it overwrites) does not pay for it.
+ */
+export function settleDisk(path: string): void {
+  const fd = openSync(path, 'r+');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}

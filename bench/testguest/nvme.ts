@@ -17,7 +17,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { directIoDir } from '../../firmware/testguest/disk.js';
 import { report, type Series } from '../report.js';
-import { benchOnce, median, ratio, writeRandomDisk, type Contender } from './common.js';
+import { benchOnce, median, ratio, settleDisk, writeRandomDisk, type Contender } from './common.js';
 
 const rounds = Number(process.argv[2] ?? 3);
 const ms = Number(process.argv[3] ?? 1000);
@@ -61,6 +61,7 @@ try {
       const order = round % 2 ? [...contenders].reverse() : contenders;
       for (const c of order) {
         const spec = c.device === 'nvme' ? `bench=nvme,${w.nvme},ms=${ms}` : `bench=virtio-blk,${w.vblk},ms=${ms}`;
+        settleDisk(disk);
         const b = await benchOnce(c, spec);
         const key = `${w.name}/${c.name}`;
         if (!samples.has(key)) samples.set(key, []);

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { directIoDir, qemuVirtioBlkArgs } from '../../firmware/testguest/disk.js';
 import { runFio, type FioJob } from '../fio.js';
 import { report, type Series } from '../report.js';
-import { benchOnce, median, ratio, writeRandomDisk, type Contender } from './common.js';
+import { benchOnce, median, ratio, settleDisk, writeRandomDisk, type Contender } from './common.js';
 
 const rounds = Number(process.argv[2] ?? 3);
 const ms = Number(process.argv[3] ?? 1000);
@@ -44,6 +44,7 @@ try {
     for (const w of WORKLOADS) {
       const order = round % 2 ? [...contenders].reverse() : contenders;
       for (const c of order) {
+        settleDisk(disk);
         const b = await benchOnce(c, `bench=virtio-blk,${w},ms=${ms}`);
         const key = `${w}/${c.name}`;
         if (!samples.has(key)) samples.set(key, []);
