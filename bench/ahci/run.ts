@@ -6,12 +6,13 @@
 // with io_uring at the same depth and with psync (one request at a time). Prints both and the ratio tsbhyve / fio.
 // Usage: node --import tsx bench/ahci/run.ts [fileMiB=64] [depth=32] [fioSeconds=5] [portopts]
 //   portopts: extra options of the hd: port, comma-separated (e.g. nocache)
-import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { ahciMachine, IS, PxIS, PxSACT } from '../../test/harness/ahci-driver.js';
 import { directIoDir } from '../../firmware/testguest/disk.js';
 import { runFio } from '../fio.js';
+import { settleDisk } from '../disk.js';
 import { report } from '../report.js';
 import { compareWithFio, lcg, measurePump, onMsi, type RequestPump } from '../no-vm.js';
 
@@ -28,11 +29,8 @@ const dir = noCache ? directIoDir('tsbhyve-bench-ahci-') : mkdtempSync(join('/tm
 const disk = join(dir, 'disk.img');
 writeFileSync(disk, randomBytes(fileMiB << 20));
 /** Each measurement starts with the file's pages clean (a write to a page under writeback waits for it). */
-function settle(): void {
-  const fd = openSync(disk, 'r+');
-  fsyncSync(fd);
-  closeSync(fd);
-}
+/** Each measurement starts with the file's pages clean (bench/disk.ts). */
+const settle = (): void => settleDisk(disk);
 settle();
 
 const { m, drv } = ahciMachine(['-s', `4,ahci,hd:${disk}${portOpts ? ',' + portOpts : ''}`], 4, { memorySize: 64 << 20 });

@@ -9,12 +9,13 @@
 // interrupts, that handoff and the worker's wake-up bound the rate on this host, not the queue path).
 // Usage: node --import tsx bench/nvme/run.ts [fileMiB=64] [depth=32] [fioSeconds=5] [devopts]
 //   devopts: extra nvme options, comma-separated (e.g. nocache, ioslots=32, aio=threads)
-import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { nvmeMachine, PAGE } from '../../test/harness/nvme-driver.js';
 import { directIoDir } from '../../firmware/testguest/disk.js';
 import { runFio } from '../fio.js';
+import { settleDisk } from '../disk.js';
 import { report } from '../report.js';
 import { compareWithFio, lcg, measurePump, onMsi, type RequestPump } from '../no-vm.js';
 
@@ -32,15 +33,8 @@ if (!(depth >= 1 && depth < ENTRIES)) throw new Error(`depth must be 1..${ENTRIE
 const dir = noCache ? directIoDir('tsbhyve-bench-nvme-') : mkdtempSync(join('/tmp', 'tsbhyve-bench-nvme-'));
 const disk = join(dir, 'disk.img');
 writeFileSync(disk, randomBytes(fileMiB << 20));
-/**
- * Each measurement starts with the file's pages clean: a write to a page under writeback waits for it, so a run
- * that follows freshly dirtied pages would be timed against the writeback of the one before.
- */
-function settle(): void {
-  const fd = openSync(disk, 'r+');
-  fsyncSync(fd);
-  closeSync(fd);
-}
+/** Each measurement starts with the file's pages clean (bench/disk.ts). */
+const settle = (): void => settleDisk(disk);
 settle();
 
 const { m, drv } = nvmeMachine(['-s', `4,nvme,${disk}${devOpts ? ',' + devOpts : ''}`], 4, { memorySize: 64 << 20 });

@@ -12,7 +12,8 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { directIoDir } from '../../firmware/testguest/disk.js';
 import { report, type Series } from '../report.js';
-import { benchOnce, median, ratio, settleDisk, writeRandomDisk, type Contender } from './common.js';
+import { settleDisk, writeRandomDisk } from '../disk.js';
+import { benchOnce, median, ratio, type Contender } from './common.js';
 
 const rounds = Number(process.argv[2] ?? 3);
 const ms = Number(process.argv[3] ?? 1000);

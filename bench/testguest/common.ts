@@ -1,7 +1,6 @@
 // Shared by the test-guest benchmarks: run one bench= line under tsbhyve or QEMU+KVM (q35, qboot) and take the
-// TESTGUEST-BENCH line it prints; medians; ratios; the disk file of random bytes.
-import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+// TESTGUEST-BENCH line it prints; medians; ratios.
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseBench, runTestguestInQemu, runTestguestInTsbhyve, type BenchResult } from '../../firmware/testguest/index.js';
 
@@ -54,29 +53,3 @@ export function ratio(a: number, b: number): string {
   return b > 0 ? (a / b).toFixed(2) : '-';
 }
 
-/**
- * Writes `mib` MiB of random bytes to `path` (reads cannot be served from zero pages) and syncs it, so the first
- * contender's O_DIRECT I/O does not wait behind the new file's writeback.
- */
-export function writeRandomDisk(path: string, mib: number): void {
-  const fd = openSync(path, 'w');
-  try {
-    for (let i = 0; i < mib; i++) writeSync(fd, randomBytes(1 << 20));
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * Writes back what the previous contender left dirty in `path`'s page cache, so the next one (an O_DIRECT writer
- * above all, which waits for writeback of the pages it overwrites) does not pay for it.
- */
-export function settleDisk(path: string): void {
-  const fd = openSync(path, 'r+');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}

@@ -16,7 +16,8 @@ import { join } from 'node:path';
 import { directIoDir, qemuVirtioBlkArgs } from '../../firmware/testguest/disk.js';
 import { runFio, type FioJob } from '../fio.js';
 import { report, type Series } from '../report.js';
-import { benchOnce, median, ratio, settleDisk, writeRandomDisk, type Contender } from './common.js';
+import { settleDisk, writeRandomDisk } from '../disk.js';
+import { benchOnce, median, ratio, type Contender } from './common.js';
 
 const rounds = Number(process.argv[2] ?? 3);
 const ms = Number(process.argv[3] ?? 1000);
